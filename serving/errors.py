@@ -1,0 +1,64 @@
+"""Sluice's own error codes.
+
+Front ends map these codes to wire statuses in exactly one table each
+(``serving/http/errors.py``, and later the gRPC front end); this module imports
+no web or gRPC library so the core stays protocol-neutral.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ErrorCode",
+    "SluiceError",
+    "InvalidArgument",
+    "NotFound",
+    "Unavailable",
+    "Unsupported",
+    "InternalError",
+    "PayloadTooLarge",
+]
+
+
+class ErrorCode(enum.Enum):
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    UNSUPPORTED = "unsupported"
+    INTERNAL = "internal"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+
+
+class SluiceError(Exception):
+    """An error a client should see, with a precise message."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(SluiceError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(SluiceError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Unavailable(SluiceError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class Unsupported(SluiceError):
+    code = ErrorCode.UNSUPPORTED
+
+
+class InternalError(SluiceError):
+    code = ErrorCode.INTERNAL
+
+
+class PayloadTooLarge(SluiceError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
