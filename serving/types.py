@@ -18,6 +18,10 @@ __all__ = ["InferInput", "RequestedOutput", "InferRequest", "InferOutput", "Infe
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def _no_parameters() -> Mapping[str, Any]:
+    return _EMPTY
+
+
 @dataclass(frozen=True, slots=True)
 class InferInput:
     """A decoded input tensor.
@@ -30,7 +34,7 @@ class InferInput:
     datatype: str
     shape: tuple[int, ...]
     data: np.ndarray
-    parameters: Mapping[str, Any] = _EMPTY
+    parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,7 @@ class RequestedOutput:
     """An output the client asked for; ``parameters`` are kept for the front end."""
 
     name: str
-    parameters: Mapping[str, Any] = _EMPTY
+    parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,7 @@ class InferRequest:
     model_version: str = ""  # "" means the model's default (highest ready) version
     id: str = ""
     outputs: tuple[RequestedOutput, ...] = ()  # empty means every output
-    parameters: Mapping[str, Any] = _EMPTY
+    parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,4 +69,4 @@ class InferResponse:
     model_version: str
     outputs: tuple[InferOutput, ...]
     id: str = ""
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=_no_parameters)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs Sluice with its test dependencies into a virtualenv and runs the whole
+# suite twice: once with the native (Cython) codecs and once with the pure-Python
+# twins, then the OpenVINO leg in its own virtualenv (onnxruntime-openvino and
+# onnxruntime cannot share one). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${SLUICE_TEST_VENV:-.venv-test}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e '.[cpu,test]'
+
+echo "== generated protobuf code is current"
+"$VENV/bin/python" scripts/gen_protos.py --check
+
+echo "== lint"
+"$VENV/bin/ruff" check serving tests scripts setup.py
+
+echo "== test suite, native codecs"
+"$VENV/bin/python" -c 'import serving.codecs as c; assert c.IMPLEMENTATION == "native", c.IMPLEMENTATION; print("codecs:", c.IMPLEMENTATION)'
+"$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+
+echo "== test suite, pure-Python codecs (SLUICE_NO_EXTENSIONS=1)"
+SLUICE_NO_EXTENSIONS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+
+if [ "${SLUICE_SKIP_OPENVINO:-0}" != "1" ]; then
+    echo "== OpenVINO execution provider leg"
+    bash scripts/ci_openvino.sh
+fi

@@ -1,0 +1,220 @@
+"""The HTTP/REST front end: Open Inference Protocol routes plus Triton's extensions.
+
+Each handler translates the wire into one core call and the result back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from serving.core import InferenceCore
+from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError
+from serving.http import request_codec, response_codec
+from serving.http.errors import status_for
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sluice.http")
+
+_HEADER_LENGTH = "inference-header-content-length"
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(
+        response_codec.encode_error(message), status_code=status, media_type="application/json"
+    )
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return JSONResponse(obj, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
+        if size > limit:
+            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+    chunks = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding")
+    if encoding and encoding.strip().lower() != "identity":
+        body = request_codec.decode_body(body, encoding, limit)
+    return body
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    body = await _read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"malformed JSON request body: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidArgument("request body must be a JSON object")
+    return obj
+
+
+def create_app(core: InferenceCore) -> Starlette:
+    limit = core.settings.max_request_bytes
+
+    async def live(request: Request) -> Response:
+        ok = core.live()
+        return _json({"live": ok}, 200 if ok else 503)
+
+    async def ready(request: Request) -> Response:
+        ok = core.ready()
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json(core.server_metadata())
+
+    def _mv(request: Request) -> tuple[str, str]:
+        p = request.path_params
+        return p["model"], p.get("version", "")
+
+    async def model_metadata(request: Request) -> Response:
+        return _json(core.model_metadata(*_mv(request)))
+
+    async def model_ready(request: Request) -> Response:
+        name, version = _mv(request)
+        ok = core.model_ready(name, version)
+        return _json({"name": name, "ready": ok}, 200 if ok else 503)
+
+    async def model_config(request: Request) -> Response:
+        return _json(core.model_config(*_mv(request)))
+
+    async def model_stats(request: Request) -> Response:
+        p = request.path_params
+        return _json(core.model_statistics(p.get("model", ""), p.get("version", "")))
+
+    async def infer(request: Request) -> Response:
+        name, version = _mv(request)
+        body = await _read_body(request, limit)
+        header_length: int | None = None
+        raw = request.headers.get(_HEADER_LENGTH)
+        if raw is not None:
+            try:
+                header_length = int(raw)
+            except ValueError:
+                raise InvalidArgument(
+                    f"Inference-Header-Content-Length {raw!r} is not an integer"
+                ) from None
+        raw_input = None
+        if header_length == 0:
+            spec = core.raw_input(name, version)
+            batching = core.manager.get(name, version).batching
+            shape = (1, *spec.dims) if batching else spec.dims
+            raw_input = request_codec.RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
+        infer_request = request_codec.decode_infer_request(
+            body,
+            model_name=name,
+            model_version=version,
+            content_type=request.headers.get("content-type"),
+            header_length=header_length,
+            raw_input=raw_input,
+        )
+        response = await core.infer(infer_request)
+        payload, headers = response_codec.encode_infer_response(
+            response, infer_request, accept=request.headers.get("accept")
+        )
+        accept_encoding = request.headers.get("accept-encoding")
+        if accept_encoding:
+            payload, encoding = response_codec.encode_body(payload, accept_encoding)
+            if encoding:
+                headers["Content-Encoding"] = encoding
+        return Response(payload, headers=headers)
+
+    async def repository_index(request: Request) -> Response:
+        body = await _json_body(request, limit)
+        ready_only = body.get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidArgument("'ready' must be a boolean")
+        return _json(core.repository_index(ready_only))
+
+    async def repository_load(request: Request) -> Response:
+        name = request.path_params["model"]
+        body = await _json_body(request, limit)
+        params = body.get("parameters", {})
+        if not isinstance(params, dict):
+            raise InvalidArgument("'parameters' must be an object")
+        files = [k for k in params if k.startswith("file:")]
+        if files:
+            raise InvalidArgument(
+                "loading model files through the request ('file:' parameters) is not supported"
+            )
+        override = params.get("config")
+        if override is not None and not isinstance(override, (str, dict)):
+            raise InvalidArgument("'parameters.config' must be a JSON string or object")
+        await core.load_model(name, override)
+        return Response(status_code=200)
+
+    async def repository_unload(request: Request) -> Response:
+        name = request.path_params["model"]
+        await _json_body(request, limit)
+        await core.unload_model(name)
+        return Response(status_code=200)
+
+    async def sluice_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SluiceError)
+        return _error(status_for(exc.code), exc.message)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return _error(404, f"no route for {request.method} {request.url.path}")
+        if exc.status_code == 405:
+            return _error(405, f"method {request.method} is not allowed on {request.url.path}")
+        return _error(exc.status_code, str(exc.detail))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    m = "/v2/models/{model}"
+    mv = m + "/versions/{version}"
+    routes = [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/models/stats", model_stats, methods=["GET"]),
+        Route(m, model_metadata, methods=["GET"]),
+        Route(mv, model_metadata, methods=["GET"]),
+        Route(m + "/ready", model_ready, methods=["GET"]),
+        Route(mv + "/ready", model_ready, methods=["GET"]),
+        Route(m + "/config", model_config, methods=["GET"]),
+        Route(mv + "/config", model_config, methods=["GET"]),
+        Route(m + "/stats", model_stats, methods=["GET"]),
+        Route(mv + "/stats", model_stats, methods=["GET"]),
+        Route(m + "/infer", infer, methods=["POST"]),
+        Route(mv + "/infer", infer, methods=["POST"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            SluiceError: sluice_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+    )

@@ -1,0 +1,102 @@
+"""Prometheus metrics for one server process, on their own registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from serving.stats import RequestTimings
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+_LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_MV = ("model", "version")
+
+
+class _GpuCollector(Collector):
+    """Reads NVML at scrape time; yields nothing when no GPU is present."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from serving.runtime.gpu import gpu_stats
+
+        stats = gpu_stats()
+        if not stats:
+            return
+        util = GaugeMetricFamily("sluice_gpu_utilization_ratio", "GPU utilization (0-1)", labels=["gpu"])
+        used = GaugeMetricFamily("sluice_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+        total = GaugeMetricFamily("sluice_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
+        for s in stats:
+            label = [str(s.index)]
+            util.add_metric(label, s.utilization)
+            used.add_metric(label, s.memory_used)
+            total.add_metric(label, s.memory_total)
+        yield util
+        yield used
+        yield total
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "sluice_inference_requests", "Inference requests by outcome",
+            [*_MV, "outcome"], registry=r,
+        )  # fmt: skip
+        self.inferences = Counter(
+            "sluice_inference_count", "Batch elements inferred", _MV, registry=r
+        )
+        self.executions = Counter(
+            "sluice_inference_exec_count", "Model executions", _MV, registry=r
+        )
+        self.request_duration = Histogram(
+            "sluice_request_duration_seconds", "End-to-end request time in the server",
+            _MV, buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_duration = Histogram(
+            "sluice_queue_duration_seconds", "Time a request waited for a model instance",
+            _MV, buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.compute_duration = Histogram(
+            "sluice_compute_duration_seconds", "Compute time by phase (input, infer, output)",
+            [*_MV, "phase"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.load_duration = Histogram(
+            "sluice_model_load_duration_seconds", "Time to load and warm up a model version",
+            _MV, buckets=_LOAD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.load_failures = Counter(
+            "sluice_model_load_failures", "Model version loads that failed", _MV, registry=r
+        )
+        self.model_ready = Gauge(
+            "sluice_model_ready", "1 while a model version serves traffic", _MV, registry=r
+        )
+        r.register(_GpuCollector())
+
+    def observe_success(
+        self, model: str, version: str, batch_size: int, total_ns: int, t: RequestTimings
+    ) -> None:
+        self.requests.labels(model, version, "success").inc()
+        self.inferences.labels(model, version).inc(batch_size)
+        self.request_duration.labels(model, version).observe(total_ns / 1e9)
+        self.queue_duration.labels(model, version).observe(t.queue_ns / 1e9)
+        self.compute_duration.labels(model, version, "input").observe(t.compute_input_ns / 1e9)
+        self.compute_duration.labels(model, version, "infer").observe(t.compute_infer_ns / 1e9)
+        self.compute_duration.labels(model, version, "output").observe(t.compute_output_ns / 1e9)
+
+    def observe_execution(self, model: str, version: str) -> None:
+        self.executions.labels(model, version).inc()
+
+    def observe_failure(self, model: str, version: str, total_ns: int) -> None:
+        self.requests.labels(model, version, "failure").inc()
+        self.request_duration.labels(model, version).observe(total_ns / 1e9)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

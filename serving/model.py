@@ -1,0 +1,265 @@
+"""One loaded model version: its config, runtime, scheduler and statistics.
+
+Requests are checked here against the config (names, datatypes, shapes, batch
+size) so every front end gets the same precise errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from serving.datatypes import DataType, by_config_name
+from serving.errors import InvalidArgument, Unavailable
+from serving.metrics import Metrics
+from serving.scheduler import Scheduler
+from serving.stats import RequestTimings, VersionStats
+from serving.types import InferOutput, InferRequest, InferResponse
+
+__all__ = ["TensorSpec", "ModelVersion", "Runtime", "tensor_specs"]
+
+
+class Runtime(Protocol):
+    """What a model version needs from an execution runtime."""
+
+    instances: int
+    providers: list[str]
+
+    def run(
+        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    name: str
+    datatype: DataType
+    dims: tuple[int, ...]  # without the batch dim
+    optional: bool = False
+    reshape: tuple[int, ...] | None = None  # shape the runtime sees, without the batch dim
+
+    def metadata(self, batching: bool) -> dict[str, Any]:
+        shape = [-1, *self.dims] if batching else list(self.dims)
+        return {"name": self.name, "datatype": self.datatype.name, "shape": shape}
+
+
+def tensor_specs(tensors: Sequence[Any]) -> tuple[TensorSpec, ...]:
+    """Build specs from config ``input`` or ``output`` entries."""
+    from serving.config.model_config_pb2 import DataType as ConfigDataType
+
+    specs = []
+    for t in tensors:
+        reshape = tuple(t.reshape.shape) if t.HasField("reshape") else None
+        specs.append(
+            TensorSpec(
+                name=t.name,
+                datatype=by_config_name(ConfigDataType.Name(t.data_type)),
+                dims=tuple(t.dims),
+                optional=getattr(t, "optional", False),
+                reshape=reshape,
+            )
+        )
+    return tuple(specs)
+
+
+def _shape_matches(shape: Sequence[int], dims: Sequence[int]) -> bool:
+    return len(shape) == len(dims) and all(d == -1 or d == s for s, d in zip(shape, dims))
+
+
+def _fmt(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class ModelVersion:
+    """A version that is loaded and warmed up; it serves until retired."""
+
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        config: Any,
+        runtime: Runtime,
+        scheduler: Scheduler,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.version_str = str(version)
+        self.config = config
+        self.runtime = runtime
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.max_batch_size = int(config.max_batch_size)
+        self.inputs = tensor_specs(config.input)
+        self.outputs = tensor_specs(config.output)
+        self._inputs_by_name = {s.name: s for s in self.inputs}
+        self._outputs_by_name = {s.name: s for s in self.outputs}
+        self.stats = VersionStats()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._retired = False
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 0
+
+    def metadata(self, versions: Sequence[str]) -> dict[str, Any]:
+        params: dict[str, Any] = {"execution_providers": ",".join(self.runtime.providers)}
+        return {
+            "name": self.name,
+            "versions": list(versions),
+            "platform": self.config.platform or "onnxruntime_onnx",
+            "inputs": [s.metadata(self.batching) for s in self.inputs],
+            "outputs": [s.metadata(self.batching) for s in self.outputs],
+            "parameters": params,
+        }
+
+    def raw_input_spec(self) -> TensorSpec:
+        """The single input a raw-binary request (header length 0) fills."""
+        if len(self.inputs) != 1:
+            raise InvalidArgument(
+                f"raw binary requests need a model with exactly one input; model "
+                f"'{self.name}' has {len(self.inputs)}"
+            )
+        return self.inputs[0]
+
+    # -- inference ---------------------------------------------------------
+
+    def prepare(self, request: InferRequest) -> tuple[dict[str, np.ndarray], list[str], int]:
+        """Check a request against the config; return runtime inputs, outputs and batch size."""
+        seen: dict[str, np.ndarray] = {}
+        batch = 0
+        for inp in request.inputs:
+            spec = self._inputs_by_name.get(inp.name)
+            if spec is None:
+                expected = ", ".join(repr(s.name) for s in self.inputs)
+                raise InvalidArgument(
+                    f"unexpected input '{inp.name}' for model '{self.name}'; "
+                    f"expected inputs: {expected}"
+                )
+            if inp.datatype != spec.datatype.name:
+                raise InvalidArgument(
+                    f"input '{inp.name}': datatype {inp.datatype} does not match the "
+                    f"model's {spec.datatype.name}"
+                )
+            shape = tuple(inp.shape)
+            if self.batching:
+                if len(shape) != len(spec.dims) + 1 or not _shape_matches(shape[1:], spec.dims):
+                    raise InvalidArgument(
+                        f"input '{inp.name}': shape {_fmt(shape)} does not match the model's "
+                        f"{_fmt([-1, *spec.dims])}"
+                    )
+                rows = shape[0]
+                if rows < 1 or rows > self.max_batch_size:
+                    raise InvalidArgument(
+                        f"input '{inp.name}': batch size {rows} is outside 1..{self.max_batch_size}"
+                    )
+                if batch and rows != batch:
+                    raise InvalidArgument(
+                        f"input '{inp.name}': batch size {rows} differs from other inputs' {batch}"
+                    )
+                batch = rows
+            elif not _shape_matches(shape, spec.dims):
+                raise InvalidArgument(
+                    f"input '{inp.name}': shape {_fmt(shape)} does not match the model's "
+                    f"{_fmt(spec.dims)}"
+                )
+            data = inp.data
+            if spec.reshape is not None:
+                lead = (shape[0],) if self.batching else ()
+                data = data.reshape(lead + spec.reshape)
+            seen[inp.name] = data
+        missing = [s.name for s in self.inputs if s.name not in seen and not s.optional]
+        if missing:
+            raise InvalidArgument(
+                f"model '{self.name}' expects {len(self.inputs)} inputs; missing "
+                + ", ".join(repr(m) for m in missing)
+            )
+        if request.outputs:
+            names = []
+            for out in request.outputs:
+                if out.name not in self._outputs_by_name:
+                    known = ", ".join(repr(s.name) for s in self.outputs)
+                    raise InvalidArgument(
+                        f"unknown output '{out.name}' requested from model '{self.name}'; "
+                        f"outputs: {known}"
+                    )
+                names.append(out.name)
+        else:
+            names = [s.name for s in self.outputs]
+        return seen, names, batch or 1
+
+    def _response(
+        self, request: InferRequest, names: Sequence[str], arrays: Mapping[str, np.ndarray]
+    ) -> InferResponse:
+        outputs = []
+        for name in names:
+            spec = self._outputs_by_name[name]
+            arr = arrays[name]
+            if spec.reshape is not None and spec.dims.count(-1) <= 1:
+                lead = (arr.shape[0],) if self.batching else ()
+                arr = arr.reshape(lead + spec.dims)
+            outputs.append(InferOutput(name, spec.datatype.name, tuple(arr.shape), arr))
+        return InferResponse(
+            model_name=self.name,
+            model_version=self.version_str,
+            outputs=tuple(outputs),
+            id=request.id,
+        )
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        if self._retired:
+            raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
+        start = time.perf_counter_ns()
+        self._inflight += 1
+        self._idle.clear()
+        queue_ns = 0
+        try:
+            inputs, names, batch = self.prepare(request)
+            prepared = time.perf_counter_ns()
+            execution = await self.scheduler.schedule(inputs, names, batch)
+            queue_ns = execution.queue_ns
+            out_start = time.perf_counter_ns()
+            response = self._response(request, names, execution.outputs)
+            end = time.perf_counter_ns()
+            timings = RequestTimings(
+                queue_ns=execution.queue_ns,
+                compute_input_ns=prepared - start,
+                compute_infer_ns=execution.compute_infer_ns,
+                compute_output_ns=end - out_start,
+            )
+            self.stats.record_success(batch, end - start, timings)
+            if execution.first_in_batch:
+                self.stats.record_execution(execution.batch_size, timings)
+            if self.metrics is not None:
+                self.metrics.observe_success(self.name, self.version_str, batch, end - start, timings)
+                if execution.first_in_batch:
+                    self.metrics.observe_execution(self.name, self.version_str)
+            return response
+        except BaseException:
+            total = time.perf_counter_ns() - start
+            self.stats.record_failure(total, queue_ns)
+            if self.metrics is not None:
+                self.metrics.observe_failure(self.name, self.version_str, total)
+            raise
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def retire(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking requests, wait for those in flight, then free the runtime."""
+        self._retired = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            pass
+        await asyncio.get_running_loop().run_in_executor(None, self.runtime.close)

@@ -1,0 +1,65 @@
+"""The one settings object of a server process, validated once at the edge.
+
+Values come from command-line flags, falling back to ``SLUICE_*`` environment
+variables, falling back to defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ControlMode", "Settings", "env_default"]
+
+
+class ControlMode(enum.Enum):
+    NONE = "none"
+    POLL = "poll"
+    EXPLICIT = "explicit"
+
+
+def env_default(name: str, default: str) -> str:
+    return os.environ.get(f"SLUICE_{name.upper()}", default)
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    model_repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_control_mode: ControlMode = ControlMode.NONE
+    load_models: tuple[str, ...] = ()
+    repository_poll_secs: float = 15.0
+    log_level: str = "info"
+    max_request_bytes: int = 64 * 1024 * 1024
+    default_max_batch_size: int = 4
+    cores: int = field(default_factory=_available_cores)
+    cache_dir: Path | None = None
+    drain_timeout_secs: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.model_repository.is_dir():
+            raise ValueError(f"model repository {str(self.model_repository)!r} is not a directory")
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"--{name.replace('_', '-')} {port} is not a port number")
+        if self.repository_poll_secs <= 0:
+            raise ValueError("--repository-poll-secs must be positive")
+        if self.max_request_bytes <= 0:
+            raise ValueError("--max-request-size must be positive")
+        if self.load_models and self.model_control_mode is not ControlMode.EXPLICIT:
+            raise ValueError("--load-model is only allowed with --model-control-mode explicit")
+        if self.cores < 1:
+            raise ValueError("cores must be at least 1")

@@ -1,0 +1,83 @@
+"""Start the real ``sluice serve`` process on free ports and wait until it is ready."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ServerProcess"]
+
+_LISTEN = re.compile(r"(HTTP|metrics) service listening on ([^\s:]+):(\d+)")
+
+
+class ServerProcess:
+    """A running server; its log is kept in a file and shown when a test fails."""
+
+    def __init__(self, repository: Path, *args: str, log_dir: Path, wait_ready: bool = True) -> None:
+        self.log_path = log_dir / f"sluice-{os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        cmd = [
+            sys.executable, "-m", "serving", "serve",
+            "--model-repository", str(repository),
+            "--http-port", "0", "--metrics-port", "0", "--grpc-port", "0",
+            *args,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.http_port = self.metrics_port = 0
+        self._wait_listening(timeout=60)
+        self.url = f"127.0.0.1:{self.http_port}"
+        self.http_url = f"http://{self.url}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        if wait_ready:
+            self.wait_ready()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ports = {kind: int(port) for kind, _host, port in _LISTEN.findall(self.log())}
+            if "HTTP" in ports and "metrics" in ports:
+                self.http_port, self.metrics_port = ports["HTTP"], ports["metrics"]
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start listening within {timeout}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.http_url}/v2/health/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready within {timeout}s:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
