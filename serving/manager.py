@@ -197,11 +197,10 @@ class ModelManager:
             raise NotFound(f"no model '{name}' in the model repository")
         record = self._records.setdefault(name, _ModelRecord(name))
         async with record.lock:
-            await self._load_locked(record, model_dir, config_override)
-        if not record.serving:
-            raise InvalidArgument(
-                f"failed to load model '{name}': {self._why_not_ready(record)}"
-            )
+            failures = await self._load_locked(record, model_dir, config_override)
+        if failures:
+            kept = " (the versions already serving keep serving)" if record.serving else ""
+            raise InvalidArgument(f"failed to load model '{name}': {'; '.join(failures)}{kept}")
 
     async def unload(self, name: str, *, _internal: bool = False) -> None:
         if not _internal and self.settings.model_control_mode is not ControlMode.EXPLICIT:
@@ -230,7 +229,8 @@ class ModelManager:
 
     async def _load_locked(
         self, record: _ModelRecord, model_dir: Path, config_override: Any
-    ) -> None:
+    ) -> list[str]:
+        """Load what the policy selects; return what failed (empty when all loaded)."""
         from serving.repository import fingerprint, model_file, scan_repository, select_versions
 
         loop = asyncio.get_running_loop()
@@ -253,15 +253,16 @@ class ModelManager:
             record.reason = exc.message
             self.metrics.load_failures.labels(name, "").inc()
             log.error("model '%s': %s", name, exc.message)
-            return
+            return [exc.message]
         except Exception as exc:  # a broken model must not take the server down
             record.reason = f"{type(exc).__name__}: {exc}"
             self.metrics.load_failures.labels(name, "").inc()
             log.exception("model '%s' failed to load", name)
-            return
+            return [record.reason]
         record.reason = ""
         config_changed = config_override is not None or self._config_fp(model_dir) != record.config_fingerprint
         new_serving: dict[int, ModelVersion] = {}
+        failures: list[str] = []
         for version in wanted:
             path = model_file(model_dir, version, config)
             fp = fingerprint(model_dir / str(version))
@@ -280,6 +281,7 @@ class ModelManager:
                 record.status[version] = VersionStatus(UNAVAILABLE, message)
                 self.metrics.load_failures.labels(name, str(version)).inc()
                 log.error("model '%s' version %d failed to load: %s", name, version, message)
+                failures.append(f"version {version}: {message}")
                 if current is not None:
                     new_serving[version] = current  # keep what was serving
                     record.status[version] = VersionStatus(READY, f"reload failed: {message}")
@@ -295,7 +297,7 @@ class ModelManager:
             )
         if not new_serving:
             # Nothing of the new selection could load: leave what was serving untouched.
-            return
+            return failures
         old = record.serving
         record.serving = dict(sorted(new_serving.items()))
         record.config_fingerprint = self._config_fp(model_dir)
@@ -315,6 +317,7 @@ class ModelManager:
             if version not in record.serving and version not in wanted:
                 if record.status[version].state == LOADING:
                     record.status[version] = VersionStatus(UNAVAILABLE, "unloaded")
+        return failures
 
     @staticmethod
     def _config_fp(model_dir: Path) -> tuple:

@@ -52,7 +52,10 @@ def client(explicit_server: ServerProcess) -> Iterator[httpclient.InferenceServe
 def _fp32(client: httpclient.InferenceServerClient, model: str, version: str = "") -> dict:
     inp = httpclient.InferInput("INPUT0", [1, 3], "FP32")
     inp.set_data_from_numpy(np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
-    return client.infer(model, [inp], model_version=version).get_response()
+    result = client.infer(model, [inp], model_version=version)
+    response = result.get_response()
+    response["values"] = result.as_numpy("OUTPUT0").tolist()
+    return response
 
 
 def test_explicit_mode_loads_only_what_was_asked(client: httpclient.InferenceServerClient) -> None:
@@ -65,7 +68,7 @@ def test_explicit_mode_loads_only_what_was_asked(client: httpclient.InferenceSer
 def test_load_unload_and_index(client: httpclient.InferenceServerClient) -> None:
     client.load_model("identity_fp32")
     assert client.is_model_ready("identity_fp32")
-    assert _fp32(client, "identity_fp32")["outputs"][0]["data"] == [1.0, 2.0, 3.0]
+    assert _fp32(client, "identity_fp32")["values"] == [[1.0, 2.0, 3.0]]
     client.unload_model("identity_fp32")
     assert not client.is_model_ready("identity_fp32")
     entry = [e for e in client.get_model_repository_index() if e["name"] == "identity_fp32"]
