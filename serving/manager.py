@@ -241,7 +241,7 @@ class ModelManager:
                 raise NotFound(f"no model '{name}' in the model repository")
             record.disk_state = self._disk_state(model_dir, directory.versions)
             config = await loop.run_in_executor(
-                None, self._load_config, model_dir, directory.versions, config_override
+                None, self._load_config, record, model_dir, directory.versions, config_override
             )
             wanted = select_versions(config.version_policy, directory.versions)
             if not wanted:
@@ -328,25 +328,40 @@ class ModelManager:
             return ("absent",)
         return (st.st_mtime_ns, st.st_size)
 
-    def _load_config(self, model_dir: Path, versions: tuple[int, ...], override: Any) -> Any:
+    def _load_config(
+        self, record: _ModelRecord, model_dir: Path, versions: tuple[int, ...], override: Any
+    ) -> Any:
+        """The complete config, derived from the newest version whose graph can be read.
+
+        A version whose file cannot be read is marked failed here, so a broken new
+        version does not take the whole model down with it.
+        """
         from serving.config import config_from_json, load_model_config, model_config_pb2
-        from serving.config._load import CONFIG_FILENAME, parse_config_file
+        from serving.config import parse_config_file
         from serving.repository import model_file
 
         base = config_from_json(override) if override is not None else None
-        onnx_path = None
-        if versions:
-            # Derive from the newest version's graph, in the file the config names.
-            stated = base
-            if stated is None:
-                path = model_dir / CONFIG_FILENAME
-                stated = parse_config_file(path) if path.is_file() else model_config_pb2.ModelConfig()
-            onnx_path = model_file(model_dir, max(versions), stated)
+        stated = base
+        if stated is None:
+            path = model_dir / "config.pbtxt"
+            stated = parse_config_file(path) if path.is_file() else model_config_pb2.ModelConfig()
+        error: SluiceError | None = None
+        for version in sorted(versions, reverse=True):
+            onnx_path = model_file(model_dir, version, stated)
             if not onnx_path.is_file():
-                onnx_path = None
-        return load_model_config(
-            model_dir, onnx_path, self.settings.default_max_batch_size, config=base
-        )
+                continue
+            try:
+                return load_model_config(
+                    model_dir, onnx_path, self.settings.default_max_batch_size, config=base
+                )
+            except SluiceError as exc:
+                error = exc
+                record.status[version] = VersionStatus(UNAVAILABLE, exc.message)
+                self.metrics.load_failures.labels(record.name, str(version)).inc()
+                log.error("model '%s' version %d: %s", record.name, version, exc.message)
+        if error is not None:
+            raise error
+        return load_model_config(model_dir, None, self.settings.default_max_batch_size, config=base)
 
     def _build_version(self, name: str, version: int, path: Path, config: Any) -> ModelVersion:
         """Create the runtime and warm it up; runs in a worker thread."""
