@@ -35,8 +35,8 @@ class _GpuCollector(Collector):
         for s in stats:
             label = [str(s.index)]
             util.add_metric(label, s.utilization)
-            used.add_metric(label, s.memory_used)
-            total.add_metric(label, s.memory_total)
+            used.add_metric(label, s.memory_used_bytes)
+            total.add_metric(label, s.memory_total_bytes)
         yield util
         yield used
         yield total
