@@ -18,8 +18,9 @@ fi
 echo "== generated protobuf code is current"
 "$VENV/bin/python" scripts/gen_protos.py --check
 
-echo "== lint"
+echo "== lint and types"
 "$VENV/bin/ruff" check serving tests scripts setup.py
+"$VENV/bin/mypy"
 
 echo "== test suite, native codecs"
 "$VENV/bin/python" -c 'import serving.codecs as c; assert c.IMPLEMENTATION == "native", c.IMPLEMENTATION; print("codecs:", c.IMPLEMENTATION)'

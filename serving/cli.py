@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--url", default=_env("URL", _DEFAULT_URL))
     models.add_argument("--config", help="JSON config override for load")
 
-    infer = sub.add_parser("infer", help="run one inference on a running server and print the outputs")
+    infer = sub.add_parser(
+        "infer", help="run one inference on a running server and print the outputs"
+    )
     infer.add_argument("model")
     infer.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE",
                        help="an input: NAME=path.npy, NAME=path.json, or NAME=<inline JSON>; repeatable")  # fmt: skip
@@ -192,7 +194,9 @@ def _cmd_infer(args: argparse.Namespace) -> None:
     from serving.codecs import array_to_binary, binary_to_array
     from serving.datatypes import by_name
 
-    base = f"/v2/models/{args.model}" + (f"/versions/{args.model_version}" if args.model_version else "")
+    base = f"/v2/models/{args.model}" + (
+        f"/versions/{args.model_version}" if args.model_version else ""
+    )
     with _client(args.url) as client:
         meta = _check(client.get(base)).json()
         inputs_meta = {i["name"]: i for i in meta["inputs"]}
@@ -214,8 +218,10 @@ def _cmd_infer(args: argparse.Namespace) -> None:
             client.post(
                 base + "/infer",
                 content=header + b"".join(chunks),
-                headers={"Inference-Header-Content-Length": str(len(header)),
-                         "Content-Type": "application/octet-stream"},  # fmt: skip
+                headers={
+                    "Inference-Header-Content-Length": str(len(header)),
+                    "Content-Type": "application/octet-stream",
+                },
             )
         )
     body = response.content
@@ -229,7 +235,9 @@ def _cmd_infer(args: argparse.Namespace) -> None:
             data = out["data"]
         else:
             size = out["parameters"]["binary_data_size"]
-            array = binary_to_array(body[offset:offset + size], datatype, tuple(out["shape"]), out["name"])
+            array = binary_to_array(
+                body[offset : offset + size], datatype, tuple(out["shape"]), out["name"]
+            )
             offset += size
             if datatype.is_bytes:
                 data = [x.decode("utf-8", "replace") for x in array.reshape(-1).tolist()]

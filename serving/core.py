@@ -16,7 +16,7 @@ from serving.model import TensorSpec
 from serving.settings import Settings
 from serving.types import InferRequest, InferResponse
 
-__all__ = ["InferenceCore", "EXTENSIONS"]
+__all__ = ["EXTENSIONS", "InferenceCore"]
 
 # Only what is implemented: tools switch features on from this list.
 EXTENSIONS = (

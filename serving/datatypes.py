@@ -9,13 +9,13 @@ import numpy as np
 from serving.errors import InvalidArgument
 
 __all__ = [
-    "DataType",
+    "BF16_DTYPE",
     "DATATYPES",
-    "by_name",
+    "DataType",
     "by_config_name",
+    "by_name",
     "by_numpy",
     "by_onnx_type",
-    "BF16_DTYPE",
 ]
 
 # numpy has no bfloat16; BF16 tensors travel as raw 2-byte words and are kept

@@ -11,13 +11,13 @@ import enum
 
 __all__ = [
     "ErrorCode",
-    "SluiceError",
+    "InternalError",
     "InvalidArgument",
     "NotFound",
+    "PayloadTooLarge",
+    "SluiceError",
     "Unavailable",
     "Unsupported",
-    "InternalError",
-    "PayloadTooLarge",
 ]
 
 

@@ -146,7 +146,9 @@ class ModelManager:
     def _why_not_ready(self, record: _ModelRecord) -> str:
         if record.reason:
             return record.reason
-        failures = [f"version {v}: {s.reason}" for v, s in sorted(record.status.items()) if s.reason]
+        failures = [
+            f"version {v}: {s.reason}" for v, s in sorted(record.status.items()) if s.reason
+        ]
         return "; ".join(failures) or "no version is loaded"
 
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
@@ -220,9 +222,10 @@ class ModelManager:
                 record.status[version] = VersionStatus(UNAVAILABLE, "unloaded")
                 self.metrics.model_ready.labels(name, str(version)).set(0)
             record.fingerprints = {}
+            record.disk_state = ()
             record.reason = "unloaded" if not record.status else ""
-        for version in retired.values():
-            await version.retire(self.settings.drain_timeout_secs)
+        for model_version in retired.values():
+            await model_version.retire(self.settings.drain_timeout_secs)
         log.info("model '%s' unloaded", name)
 
     # -- loading -------------------------------------------------------------
@@ -260,14 +263,20 @@ class ModelManager:
             log.exception("model '%s' failed to load", name)
             return [record.reason]
         record.reason = ""
-        config_changed = config_override is not None or self._config_fp(model_dir) != record.config_fingerprint
+        config_changed = (
+            config_override is not None or self._config_fp(model_dir) != record.config_fingerprint
+        )
         new_serving: dict[int, ModelVersion] = {}
         failures: list[str] = []
         for version in wanted:
             path = model_file(model_dir, version, config)
             fp = fingerprint(model_dir / str(version))
             current = record.serving.get(version)
-            if current is not None and not config_changed and record.fingerprints.get(version) == fp:
+            if (
+                current is not None
+                and not config_changed
+                and record.fingerprints.get(version) == fp
+            ):
                 new_serving[version] = current
                 continue
             record.status[version] = VersionStatus(LOADING)
@@ -277,7 +286,9 @@ class ModelManager:
                     None, self._build_version, name, version, path, config
                 )
             except Exception as exc:
-                message = exc.message if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}"
+                message = (
+                    exc.message if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}"
+                )
                 record.status[version] = VersionStatus(UNAVAILABLE, message)
                 self.metrics.load_failures.labels(name, str(version)).inc()
                 log.error("model '%s' version %d failed to load: %s", name, version, message)
@@ -293,7 +304,10 @@ class ModelManager:
             record.status[version] = VersionStatus(READY)
             new_serving[version] = loaded
             log.info(
-                "model '%s' version %d ready on %s", name, version, ", ".join(loaded.runtime.providers)
+                "model '%s' version %d ready on %s",
+                name,
+                version,
+                ", ".join(loaded.runtime.providers),
             )
         if not new_serving:
             # Nothing of the new selection could load: leave what was serving untouched.
@@ -336,8 +350,12 @@ class ModelManager:
         A version whose file cannot be read is marked failed here, so a broken new
         version does not take the whole model down with it.
         """
-        from serving.config import config_from_json, load_model_config, model_config_pb2
-        from serving.config import parse_config_file
+        from serving.config import (
+            config_from_json,
+            load_model_config,
+            model_config_pb2,
+            parse_config_file,
+        )
         from serving.repository import model_file
 
         base = config_from_json(override) if override is not None else None

@@ -29,8 +29,12 @@ class _GpuCollector(Collector):
         stats = gpu_stats()
         if not stats:
             return
-        util = GaugeMetricFamily("sluice_gpu_utilization_ratio", "GPU utilization (0-1)", labels=["gpu"])
-        used = GaugeMetricFamily("sluice_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+        util = GaugeMetricFamily(
+            "sluice_gpu_utilization_ratio", "GPU utilization (0-1)", labels=["gpu"]
+        )
+        used = GaugeMetricFamily(
+            "sluice_gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"]
+        )
         total = GaugeMetricFamily("sluice_gpu_memory_total_bytes", "GPU memory", labels=["gpu"])
         for s in stats:
             label = [str(s.index)]

@@ -21,7 +21,7 @@ from serving.scheduler import Scheduler
 from serving.stats import RequestTimings, VersionStats
 from serving.types import InferOutput, InferRequest, InferResponse
 
-__all__ = ["TensorSpec", "ModelVersion", "Runtime", "tensor_specs"]
+__all__ = ["ModelVersion", "Runtime", "TensorSpec", "tensor_specs"]
 
 
 class Runtime(Protocol):
@@ -70,7 +70,9 @@ def tensor_specs(tensors: Sequence[Any]) -> tuple[TensorSpec, ...]:
 
 
 def _shape_matches(shape: Sequence[int], dims: Sequence[int]) -> bool:
-    return len(shape) == len(dims) and all(d == -1 or d == s for s, d in zip(shape, dims))
+    return len(shape) == len(dims) and all(
+        d == -1 or d == s for s, d in zip(shape, dims, strict=True)
+    )
 
 
 def _fmt(shape: Sequence[int]) -> str:
@@ -240,7 +242,9 @@ class ModelVersion:
             if execution.first_in_batch:
                 self.stats.record_execution(execution.batch_size, timings)
             if self.metrics is not None:
-                self.metrics.observe_success(self.name, self.version_str, batch, end - start, timings)
+                self.metrics.observe_success(
+                    self.name, self.version_str, batch, end - start, timings
+                )
                 if execution.first_in_batch:
                     self.metrics.observe_execution(self.name, self.version_str)
             return response

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Execution", "Scheduler", "DirectScheduler", "RunFn"]
+__all__ = ["DirectScheduler", "Execution", "RunFn", "Scheduler"]
 
 RunFn = Callable[[Mapping[str, np.ndarray], Sequence[str]], dict[str, np.ndarray]]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InferInput", "RequestedOutput", "InferRequest", "InferOutput", "InferResponse"]
+__all__ = ["InferInput", "InferOutput", "InferRequest", "InferResponse", "RequestedOutput"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

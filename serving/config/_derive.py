@@ -87,7 +87,7 @@ def _complete_tensors(
                 f"(its {role}s: {known})"
             )
         if tensor.data_type == pb.TYPE_INVALID:
-            tensor.data_type = pb.DataType.Value(graph_tensor.config_type)
+            tensor.data_type = pb.DataType.Value(graph_tensor.config_type)  # type: ignore[assignment]
         elif pb.DataType.Name(tensor.data_type) != graph_tensor.config_type:
             raise InvalidArgument(
                 f"{source}: {role} {tensor.name!r} has data_type "

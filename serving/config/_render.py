@@ -46,10 +46,9 @@ def config_to_json(cfg: pb.ModelConfig) -> dict[str, Any]:
     ``[]``, ``""``), enum names as strings, and 64-bit integers as JSON numbers
     (json_format quotes them, Triton does not).
     """
-    rendered = json_format.MessageToDict(
-        cfg, preserving_proto_field_name=True, **{_PRINT_DEFAULTS: True}
-    )
-    _unquote_int64(rendered, cfg.DESCRIPTOR)
+    options: dict[str, Any] = {"preserving_proto_field_name": True, _PRINT_DEFAULTS: True}
+    rendered = json_format.MessageToDict(cfg, **options)
+    _unquote_int64(rendered, cfg.DESCRIPTOR)  # type: ignore[arg-type]
     for key, default in _ALWAYS_PRESENT.items():
         rendered.setdefault(key, dict(default))
         for inner, value in default.items():

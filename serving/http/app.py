@@ -45,7 +45,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
         if size > limit:
-            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+            raise PayloadTooLarge(
+                f"request body of {size} bytes exceeds the limit of {limit} bytes"
+            )
     chunks = []
     total = 0
     async for chunk in request.stream():

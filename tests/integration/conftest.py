@@ -22,7 +22,9 @@ def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(example_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(
+    example_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """One server over the example repository, shared by the read-mostly tests."""
     proc = ServerProcess(example_repository, log_dir=tmp_path_factory.mktemp("logs"))
     yield proc

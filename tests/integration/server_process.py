@@ -20,7 +20,9 @@ _LISTEN = re.compile(r"(HTTP|metrics) service listening on ([^\s:]+):(\d+)")
 class ServerProcess:
     """A running server; its log is kept in a file and shown when a test fails."""
 
-    def __init__(self, repository: Path, *args: str, log_dir: Path, wait_ready: bool = True) -> None:
+    def __init__(
+        self, repository: Path, *args: str, log_dir: Path, wait_ready: bool = True
+    ) -> None:
         self.log_path = log_dir / f"sluice-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         cmd = [

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def sluice(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "serving", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "serving", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_models_list(server: ServerProcess) -> None:
@@ -43,7 +45,9 @@ def test_infer_prints_outputs(server: ServerProcess, tmp_path: Path) -> None:
 
 
 def test_infer_bytes_model(server: ServerProcess) -> None:
-    done = sluice("infer", "identity_bytes", "--url", server.http_url, "--input", 'INPUT0=[["a", "bc"]]')
+    done = sluice(
+        "infer", "identity_bytes", "--url", server.http_url, "--input", 'INPUT0=[["a", "bc"]]'
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["outputs"]["OUTPUT0"]["data"] == ["a", "bc"]
 
@@ -57,11 +61,15 @@ def test_infer_bytes_model(server: ServerProcess) -> None:
         (("models", "load", "simple"), "explicit"),
     ],
 )
-def test_failures_exit_non_zero_with_one_line(server: ServerProcess, args: tuple[str, ...], fragment: str) -> None:
+def test_failures_exit_non_zero_with_one_line(
+    server: ServerProcess, args: tuple[str, ...], fragment: str
+) -> None:
     done = sluice(*args, "--url", server.http_url)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sluice: error:") and fragment in lines[0], done.stderr
+    assert len(lines) == 1 and lines[0].startswith("sluice: error:") and fragment in lines[0], (
+        done.stderr
+    )
 
 
 def test_unreachable_server() -> None:

@@ -40,18 +40,28 @@ def _error(response: httpx.Response, status: int, *fragments: str) -> str:
     return message
 
 
-def _simple_input(name: str = "INPUT0", shape: list[int] | None = None, datatype: str = "INT32") -> dict:
+def _simple_input(
+    name: str = "INPUT0", shape: list[int] | None = None, datatype: str = "INT32"
+) -> dict:
     shape = shape or [1, 16]
     return {"name": name, "datatype": datatype, "shape": shape, "data": [0] * int(np.prod(shape))}
 
 
 def test_malformed_json(http: httpx.Client) -> None:
-    r = http.post("/v2/models/simple/infer", content=b'{"inputs": [', headers={"Content-Type": "application/json"})
+    r = http.post(
+        "/v2/models/simple/infer",
+        content=b'{"inputs": [',
+        headers={"Content-Type": "application/json"},
+    )
     _error(r, 400, "JSON")
 
 
 def test_malformed_msgpack(http: httpx.Client) -> None:
-    r = http.post("/v2/models/simple/infer", content=b"\xc1\xc1\xc1", headers={"Content-Type": "application/msgpack"})
+    r = http.post(
+        "/v2/models/simple/infer",
+        content=b"\xc1\xc1\xc1",
+        headers={"Content-Type": "application/msgpack"},
+    )
     _error(r, 400, "msgpack")
 
 
@@ -95,11 +105,18 @@ def test_data_count_disagrees_with_shape(http: httpx.Client) -> None:
 def test_wrong_element_type(http: httpx.Client) -> None:
     bad = _simple_input("INPUT0")
     bad["data"][3] = "seven"
-    _error(http.post("/v2/models/simple/infer", json={"inputs": [bad, _simple_input("INPUT1")]}), 400, "INPUT0")
+    _error(
+        http.post("/v2/models/simple/infer", json={"inputs": [bad, _simple_input("INPUT1")]}),
+        400,
+        "INPUT0",
+    )
 
 
 def test_unknown_output(http: httpx.Client) -> None:
-    body = {"inputs": [_simple_input("INPUT0"), _simple_input("INPUT1")], "outputs": [{"name": "OUTPUT9"}]}
+    body = {
+        "inputs": [_simple_input("INPUT0"), _simple_input("INPUT1")],
+        "outputs": [{"name": "OUTPUT9"}],
+    }
     _error(http.post("/v2/models/simple/infer", json=body), 400, "OUTPUT9")
 
 
@@ -112,7 +129,9 @@ def test_unknown_model_and_version(http: httpx.Client) -> None:
     _error(http.get("/v2/nothing/here"), 404)
 
 
-def _binary_request(header: dict, chunks: list[bytes], header_length: int | None = None) -> tuple[bytes, dict]:
+def _binary_request(
+    header: dict, chunks: list[bytes], header_length: int | None = None
+) -> tuple[bytes, dict]:
     head = json.dumps(header).encode()
     length = len(head) if header_length is None else header_length
     return head + b"".join(chunks), {"Inference-Header-Content-Length": str(length),
@@ -121,7 +140,11 @@ def _binary_request(header: dict, chunks: list[bytes], header_length: int | None
 
 def test_header_length_out_of_range(http: httpx.Client) -> None:
     body, headers = _binary_request({"inputs": []}, [], header_length=10_000)
-    _error(http.post("/v2/models/simple/infer", content=body, headers=headers), 400, "Inference-Header-Content-Length")
+    _error(
+        http.post("/v2/models/simple/infer", content=body, headers=headers),
+        400,
+        "Inference-Header-Content-Length",
+    )
     headers["Inference-Header-Content-Length"] = "-3"
     _error(http.post("/v2/models/simple/infer", content=body, headers=headers), 400)
     headers["Inference-Header-Content-Length"] = "many"
@@ -153,30 +176,51 @@ def test_bytes_length_prefix_overruns(http: httpx.Client) -> None:
     header = {"inputs": [{"name": "INPUT0", "datatype": "BYTES", "shape": [1, 1],
                           "parameters": {"binary_data_size": len(chunk)}}]}  # fmt: skip
     body, headers = _binary_request(header, [chunk])
-    _error(http.post("/v2/models/identity_bytes/infer", content=body, headers=headers), 400, "INPUT0")
+    _error(
+        http.post("/v2/models/identity_bytes/infer", content=body, headers=headers), 400, "INPUT0"
+    )
 
 
 def test_raw_binary_request(http: httpx.Client) -> None:
     x = np.arange(64, dtype=np.float32).reshape(1, 64)
-    r = http.post("/v2/models/mlp/infer", content=x.tobytes(), headers={"Inference-Header-Content-Length": "0"})
+    r = http.post(
+        "/v2/models/mlp/infer",
+        content=x.tobytes(),
+        headers={"Inference-Header-Content-Length": "0"},
+    )
     assert r.status_code == 200, r.text
     length = int(r.headers["inference-header-content-length"])
     header = json.loads(r.content[:length])
     assert header["outputs"][0]["parameters"]["binary_data_size"] == 40
     assert len(r.content) == length + 40
     # the same request with a wrongly sized body is refused
-    r = http.post("/v2/models/mlp/infer", content=x.tobytes()[:-4], headers={"Inference-Header-Content-Length": "0"})
+    r = http.post(
+        "/v2/models/mlp/infer",
+        content=x.tobytes()[:-4],
+        headers={"Inference-Header-Content-Length": "0"},
+    )
     _error(r, 400)
 
 
 def test_raw_binary_needs_a_single_input_model(http: httpx.Client) -> None:
-    r = http.post("/v2/models/simple/infer", content=b"\x00" * 64, headers={"Inference-Header-Content-Length": "0"})
+    r = http.post(
+        "/v2/models/simple/infer",
+        content=b"\x00" * 64,
+        headers={"Inference-Header-Content-Length": "0"},
+    )
     _error(r, 400, "one input")
 
 
 def test_msgpack_request_and_response(http: httpx.Client) -> None:
     x = np.arange(6, dtype=np.int32).reshape(2, 3)
-    body = msgpack.packb({"id": "m1", "inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [2, 3], "data": x.tobytes()}]})
+    body = msgpack.packb(
+        {
+            "id": "m1",
+            "inputs": [
+                {"name": "INPUT0", "datatype": "INT32", "shape": [2, 3], "data": x.tobytes()}
+            ],
+        }
+    )
     r = http.post("/v2/models/identity_int32/infer", content=body,
                   headers={"Content-Type": "application/msgpack", "Accept": "application/msgpack"})  # fmt: skip
     assert r.status_code == 200, r.text
@@ -205,8 +249,12 @@ def test_broken_model_fails_alone(http: httpx.Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_limit_server(example_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(example_repository, "--max-request-size", "4096", log_dir=tmp_path_factory.mktemp("small"))
+def small_limit_server(
+    example_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        example_repository, "--max-request-size", "4096", log_dir=tmp_path_factory.mktemp("small")
+    )
     yield proc
     proc.stop()
 
@@ -218,7 +266,9 @@ def test_body_over_the_limit(small_limit_server: ServerProcess) -> None:
     r = httpx.post(url, json=body)
     _error(r, 413, "4096")
     # chunked upload without Content-Length is cut off too
-    r = httpx.post(url, content=iter([json.dumps(body).encode()]), headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        url, content=iter([json.dumps(body).encode()]), headers={"Content-Type": "application/json"}
+    )
     _error(r, 413)
     small = {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [5, 6]}]}
     assert httpx.post(url, json=small).json()["outputs"][0]["data"] == [5, 6]

@@ -29,7 +29,10 @@ def _sample(datatype: str) -> np.ndarray:
     if datatype == "BOOL":
         return rng.integers(0, 2, size=(2, 3)).astype(bool)
     if datatype == "BYTES":
-        return np.array([[b"alpha", b"", "\u00e9t\u00e9".encode()], [b"x" * 300, b"\x00\x01", b"z"]], dtype=object)
+        return np.array(
+            [[b"alpha", b"", "\u00e9t\u00e9".encode()], [b"x" * 300, b"\x00\x01", b"z"]],
+            dtype=object,
+        )
     if datatype == "BF16":
         import ml_dtypes
 
@@ -110,7 +113,7 @@ def test_mlp_matches_reference(client: httpclient.InferenceServerClient) -> None
     np.testing.assert_allclose(result.as_numpy("OUTPUT0"), mlp_reference(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("datatype", NUMERIC + ["BYTES"])
+@pytest.mark.parametrize("datatype", [*NUMERIC, "BYTES"])
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_every_datatype_round_trips(
     client: httpclient.InferenceServerClient, datatype: str, binary: bool

@@ -72,7 +72,9 @@ def test_load_unload_and_index(client: httpclient.InferenceServerClient) -> None
     client.unload_model("identity_fp32")
     assert not client.is_model_ready("identity_fp32")
     entry = [e for e in client.get_model_repository_index() if e["name"] == "identity_fp32"]
-    assert entry == [{"name": "identity_fp32", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}]
+    assert entry == [
+        {"name": "identity_fp32", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
+    ]
     with pytest.raises(InferenceServerException, match="identity_fp32"):
         _fp32(client, "identity_fp32")
     ready_only = client.get_model_repository_index()
@@ -120,15 +122,29 @@ def test_load_api_refused_outside_explicit_mode(server: ServerProcess) -> None:
 
 def test_metrics_endpoint(server: ServerProcess) -> None:
     body = {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [1, 2]}]}
-    assert httpx.post(f"{server.http_url}/v2/models/identity_int32/infer", json=body).status_code == 200
+    assert (
+        httpx.post(f"{server.http_url}/v2/models/identity_int32/infer", json=body).status_code
+        == 200
+    )
     bad = {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [1]}]}
-    assert httpx.post(f"{server.http_url}/v2/models/identity_int32/infer", json=bad).status_code == 400
+    assert (
+        httpx.post(f"{server.http_url}/v2/models/identity_int32/infer", json=bad).status_code == 400
+    )
     text = httpx.get(server.metrics_url).text
-    assert 'sluice_inference_requests_total{model="identity_int32",outcome="success",version="1"}' in text
+    assert (
+        'sluice_inference_requests_total{model="identity_int32",outcome="success",version="1"}'
+        in text
+    )
     assert 'sluice_inference_count_total{model="identity_int32",version="1"}' in text
     assert 'sluice_inference_exec_count_total{model="identity_int32",version="1"}' in text
-    assert 'sluice_queue_duration_seconds_bucket{le="0.0001",model="identity_int32",version="1"}' in text
-    assert 'sluice_compute_duration_seconds_count{model="identity_int32",phase="infer",version="1"}' in text
+    assert (
+        'sluice_queue_duration_seconds_bucket{le="0.0001",model="identity_int32",version="1"}'
+        in text
+    )
+    assert (
+        'sluice_compute_duration_seconds_count{model="identity_int32",phase="infer",version="1"}'
+        in text
+    )
     assert 'sluice_model_load_duration_seconds_count{model="simple",version="1"} 1.0' in text
     assert 'sluice_model_load_failures_total{model="broken",' in text
 
@@ -145,7 +161,11 @@ def test_poll_mode_picks_up_a_new_version_without_failures(tmp_path: Path) -> No
 
     def load() -> None:
         with httpx.Client(base_url=proc.http_url, timeout=30) as c:
-            body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}]}
+            body = {
+                "inputs": [
+                    {"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
+                ]
+            }
             while not stop.is_set():
                 r = c.post("/v2/models/identity_fp32/infer", json=body)
                 if r.status_code != 200:

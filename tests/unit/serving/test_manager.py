@@ -22,7 +22,11 @@ def _settings(repo: Path, mode: ControlMode = ControlMode.NONE) -> Settings:
     return Settings(model_repository=repo, model_control_mode=mode, cores=1)
 
 
-def _run(repo: Path, scenario: Callable[[ModelManager], Awaitable[None]], mode: ControlMode = ControlMode.NONE) -> None:
+def _run(
+    repo: Path,
+    scenario: Callable[[ModelManager], Awaitable[None]],
+    mode: ControlMode = ControlMode.NONE,
+) -> None:
     async def main() -> None:
         manager = ModelManager(_settings(repo, mode), Metrics())
         try:
@@ -36,7 +40,9 @@ def _run(repo: Path, scenario: Callable[[ModelManager], Awaitable[None]], mode: 
 
 def _request(version: str = "") -> InferRequest:
     data = np.array([[1.5, 2.5]], dtype=np.float32)
-    return InferRequest("identity_fp32", (InferInput("INPUT0", "FP32", (1, 2), data),), model_version=version)
+    return InferRequest(
+        "identity_fp32", (InferInput("INPUT0", "FP32", (1, 2), data),), model_version=version
+    )
 
 
 @pytest.fixture
@@ -79,12 +85,19 @@ def test_failed_reload_leaves_the_serving_version_untouched(repo: Path) -> None:
         assert entries["2"]["state"] == "UNAVAILABLE" and entries["2"]["reason"]
         assert (await m.get("identity_fp32").infer(_request())).model_version == "1"
         # the file is fixed: the next settled scan swaps version 2 in and retires 1
-        shutil.copy(repo / "identity_fp32" / "1" / "model.onnx", repo / "identity_fp32" / "2" / "model.onnx")
+        shutil.copy(
+            repo / "identity_fp32" / "1" / "model.onnx", repo / "identity_fp32" / "2" / "model.onnx"
+        )
         await m.poll_once()
         await m.poll_once()
         assert m.ready_versions("identity_fp32") == ["2"]
         entries = {e["version"]: e for e in m.index() if e["name"] == "identity_fp32"}
-        assert entries["1"] == {"name": "identity_fp32", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
+        assert entries["1"] == {
+            "name": "identity_fp32",
+            "version": "1",
+            "state": "UNAVAILABLE",
+            "reason": "unloaded",
+        }
 
     _run(repo, scenario, ControlMode.POLL)
 
@@ -133,9 +146,9 @@ def test_bad_config_fails_that_model_only(repo: Path) -> None:
 
     async def scenario(m: ModelManager) -> None:
         assert m.ready_versions("simple") == ["1"]
-        with pytest.raises(Unavailable, match="config.pbtxt"):
+        with pytest.raises(Unavailable, match=r"config\.pbtxt"):
             m.get("identity_fp32")
-        entry = [e for e in m.index() if e["name"] == "identity_fp32"][0]
+        entry = next(e for e in m.index() if e["name"] == "identity_fp32")
         assert entry["state"] == "UNAVAILABLE" and "config.pbtxt" in entry["reason"]
 
     _run(repo, scenario)

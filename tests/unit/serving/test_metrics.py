@@ -18,7 +18,9 @@ def test_success_and_failure_are_counted_per_model_version() -> None:
     assert 'sluice_inference_count_total{model="mlp",version="1"} 4.0' in text
     assert 'sluice_inference_exec_count_total{model="mlp",version="1"} 1.0' in text
     assert 'sluice_queue_duration_seconds_bucket{le="0.00025",model="mlp",version="1"} 1.0' in text
-    assert 'sluice_compute_duration_seconds_sum{model="mlp",phase="infer",version="1"} 0.0015' in text
+    assert (
+        'sluice_compute_duration_seconds_sum{model="mlp",phase="infer",version="1"} 0.0015' in text
+    )
     assert "sluice_gpu_" not in text  # no GPU on this machine: nothing rendered, nothing raised
 
 

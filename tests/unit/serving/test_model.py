@@ -23,7 +23,9 @@ class AddOne:
     def __init__(self) -> None:
         self.runs = 0
 
-    def run(self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         self.runs += 1
         x = inputs["INPUT0"]
         return {"OUTPUT0": x + 1, "OUTPUT1": x * 0}
@@ -46,13 +48,15 @@ def _model(config: str = CONFIG) -> tuple[ModelVersion, AddOne]:
     return ModelVersion("m", 1, cfg, runtime, DirectScheduler(runtime.run, 1)), runtime
 
 
-def _request(shape: tuple[int, ...] = (2, 3), datatype: str = "INT32", name: str = "INPUT0", **kw) -> InferRequest:
+def _request(
+    shape: tuple[int, ...] = (2, 3), datatype: str = "INT32", name: str = "INPUT0", **kw
+) -> InferRequest:
     data = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
     return InferRequest("m", (InferInput(name, datatype, shape, data),), **kw)
 
 
 def test_infer_returns_requested_outputs_and_counts() -> None:
-    model, runtime = _model()
+    model, _ = _model()
     response = asyncio.run(model.infer(_request(outputs=(RequestedOutput("OUTPUT0"),), id="7")))
     assert [o.name for o in response.outputs] == ["OUTPUT0"]
     np.testing.assert_array_equal(response.outputs[0].data, np.arange(6).reshape(2, 3) + 1)
