@@ -1,0 +1,41 @@
+"""Tensor codecs: JSON, binary and BYTES wire forms <-> numpy arrays.
+
+The one place that picks a twin: the Cython ``_native`` module unless
+``SLUICE_NO_EXTENSIONS=1`` is set or it was not built, else the pure-Python
+``_python`` module. Both expose the same functions and raise the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("SLUICE_NO_EXTENSIONS") == "1":
+    from serving.codecs import _python as _impl
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from serving.codecs import _native as _impl  # type: ignore[attr-defined, no-redef]
+
+        IMPLEMENTATION = "native"
+    except ImportError:
+        from serving.codecs import _python as _impl  # type: ignore[no-redef]
+
+        IMPLEMENTATION = "python"
+
+decode_bytes = _impl.decode_bytes
+encode_bytes = _impl.encode_bytes
+json_to_array = _impl.json_to_array
+array_to_json = _impl.array_to_json
+binary_to_array = _impl.binary_to_array
+array_to_binary = _impl.array_to_binary
+
+__all__ = [
+    "IMPLEMENTATION",
+    "array_to_binary",
+    "array_to_json",
+    "binary_to_array",
+    "decode_bytes",
+    "encode_bytes",
+    "json_to_array",
+]
