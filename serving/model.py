@@ -227,7 +227,7 @@ class ModelVersion:
         try:
             inputs, names, batch = self.prepare(request)
             prepared = time.perf_counter_ns()
-            execution = await self.scheduler.schedule(inputs, names, batch)
+            execution = await self.scheduler.schedule(inputs, names, batch, request.parameters)
             queue_ns = execution.queue_ns
             out_start = time.perf_counter_ns()
             response = self._response(request, names, execution.outputs)
@@ -266,4 +266,5 @@ class ModelVersion:
             await asyncio.wait_for(self._idle.wait(), drain_timeout)
         except TimeoutError:
             pass
+        await self.scheduler.close()
         await asyncio.get_running_loop().run_in_executor(None, self.runtime.close)

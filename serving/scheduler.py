@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import numpy as np
 
 __all__ = ["DirectScheduler", "Execution", "RunFn", "Scheduler"]
+
+_NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
 
 RunFn = Callable[[Mapping[str, np.ndarray], Sequence[str]], dict[str, np.ndarray]]
 
@@ -35,8 +38,22 @@ class Execution:
 
 class Scheduler(Protocol):
     async def schedule(
-        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str], batch_size: int
-    ) -> Execution: ...
+        self,
+        inputs: Mapping[str, np.ndarray],
+        output_names: Sequence[str],
+        batch_size: int,
+        parameters: Mapping[str, Any] = ...,
+    ) -> Execution:
+        """Run ``inputs`` (``batch_size`` rows) and return the named outputs.
+
+        ``parameters`` are the request's parameters (``priority``, ``timeout``
+        in microseconds) for schedulers that honour them.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Stop taking work; fail or finish what is queued."""
+        ...
 
 
 class DirectScheduler:
@@ -48,7 +65,11 @@ class DirectScheduler:
         self._executor = executor
 
     async def schedule(
-        self, inputs: Mapping[str, np.ndarray], output_names: Sequence[str], batch_size: int
+        self,
+        inputs: Mapping[str, np.ndarray],
+        output_names: Sequence[str],
+        batch_size: int,
+        parameters: Mapping[str, Any] = _NO_PARAMETERS,
     ) -> Execution:
         queued = time.perf_counter_ns()
         async with self._slots:
@@ -57,3 +78,6 @@ class DirectScheduler:
             outputs = await loop.run_in_executor(self._executor, self._run, inputs, output_names)
             done = time.perf_counter_ns()
         return Execution(outputs, started - queued, done - started, batch_size)
+
+    async def close(self) -> None:
+        """Nothing is queued here: each request holds its own slot while it runs."""

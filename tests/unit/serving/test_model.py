@@ -121,10 +121,13 @@ def test_retire_waits_for_requests_in_flight() -> None:
     order: list[str] = []
 
     class SlowScheduler:
-        async def schedule(self, inputs, output_names, batch_size):  # type: ignore[no-untyped-def]
+        async def schedule(self, inputs, output_names, batch_size, parameters):  # type: ignore[no-untyped-def]
             await gate.wait()
             order.append("executed")
             return await DirectScheduler(runtime.run, 1).schedule(inputs, output_names, batch_size)
+
+        async def close(self) -> None:
+            order.append("closed")
 
     model = ModelVersion("m", 1, cfg, runtime, SlowScheduler())
 
@@ -141,4 +144,4 @@ def test_retire_waits_for_requests_in_flight() -> None:
         assert response.outputs[0].data.shape == (2, 3)
 
     asyncio.run(scenario())
-    assert order == ["executed", "retired"]
+    assert order == ["executed", "closed", "retired"]
