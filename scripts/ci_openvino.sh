@@ -28,4 +28,4 @@ assert "OpenVINOExecutionProvider" in ort.get_available_providers()
 PY
 
 cd "$ROOT"
-SLUICE_NO_EXTENSIONS=1 "$VENV/bin/python" -m pytest -m openvino -q tests/unit
+SLUICE_NO_EXTENSIONS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider -m openvino -q tests/unit tests/integration
