@@ -18,6 +18,12 @@ def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A model whose file is not ONNX: it must fail alone, with a reason.
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not an onnx model")
+    # A version directory without its model file, next to a config that names it.
+    (repo / "missing_file" / "1").mkdir(parents=True)
+    (repo / "missing_file" / "config.pbtxt").write_text(
+        'name: "missing_file"\ninput [{ name: "X" data_type: TYPE_FP32 dims: [2] }]\n'
+        'output [{ name: "Y" data_type: TYPE_FP32 dims: [2] }]\n'
+    )
     return repo
 
 

@@ -245,6 +245,10 @@ def test_broken_model_fails_alone(http: httpx.Client) -> None:
     assert broken and broken[0]["state"] == "UNAVAILABLE" and broken[0]["reason"]
     r = http.get("/v2/models/broken/ready")
     assert r.status_code == 503
+    missing = [e for e in index if e["name"] == "missing_file"]
+    assert missing and missing[0]["state"] == "UNAVAILABLE"
+    assert "model.onnx" in missing[0]["reason"], missing
+    assert http.get("/v2/models/missing_file/ready").status_code == 503
     assert any(e["name"] == "simple" and e["state"] == "READY" for e in index)
 
 
