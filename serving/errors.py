@@ -14,6 +14,7 @@ __all__ = [
     "InternalError",
     "InvalidArgument",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "SluiceError",
     "Unavailable",
@@ -62,3 +63,15 @@ class InternalError(SluiceError):
 
 class PayloadTooLarge(SluiceError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Overloaded(Unavailable):
+    """The server is too busy to queue this request; retry after ``retry_after`` seconds.
+
+    A subclass of ``Unavailable`` (same code), so each front end keeps one table
+    and only adds a retry hint (HTTP ``Retry-After``) when the error carries one.
+    """
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -20,7 +20,7 @@ from typing import Any
 from serving.errors import InvalidArgument, NotFound, SluiceError, Unavailable, Unsupported
 from serving.metrics import Metrics
 from serving.model import ModelVersion, Runtime
-from serving.scheduler import DirectScheduler
+from serving.scheduler import DirectScheduler, Scheduler
 from serving.settings import ControlMode, Settings
 
 __all__ = ["ModelManager", "VersionStatus"]
@@ -398,7 +398,21 @@ class ModelManager:
         except BaseException:
             runtime.close()
             raise
-        scheduler = DirectScheduler(runtime.run, runtime.instances, self._executor)
+        scheduler: Scheduler
+        if config.HasField("dynamic_batching") and config.max_batch_size > 0:
+            from serving.batching import DynamicBatcher
+
+            scheduler = DynamicBatcher(
+                runtime.run,
+                runtime.instances,
+                self._executor,
+                config,
+                metrics=self.metrics,
+                model=name,
+                version=str(version),
+            )
+        else:
+            scheduler = DirectScheduler(runtime.run, runtime.instances, self._executor)
         return ModelVersion(name, version, config, runtime, scheduler, self.metrics)
 
     # -- polling -------------------------------------------------------------

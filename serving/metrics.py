@@ -17,6 +17,7 @@ _LATENCY_BUCKETS = (
     2.5, 5.0, 10.0,
 )  # fmt: skip
 _LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _MV = ("model", "version")
 
 
@@ -82,6 +83,31 @@ class Metrics:
         self.model_ready = Gauge(
             "sluice_model_ready", "1 while a model version serves traffic", _MV, registry=r
         )
+        # The dynamic batcher (serving.batching): what it ran, what waits, what it turned away.
+        self.batch_size = Histogram(
+            "sluice_batch_size", "Rows in each execution the dynamic batcher ran",
+            _MV, buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "sluice_queue_depth", "Requests waiting in the dynamic batcher's queue",
+            _MV, registry=r,
+        )  # fmt: skip
+        self.rejections = Counter(
+            "sluice_rejections",
+            "Requests the dynamic batcher failed without running them, by reason: "
+            "queue_full (max_queue_size reached), timeout (queue timeout with REJECT), "
+            "closed (the version was unloaded while they waited)",
+            [*_MV, "reason"], registry=r,
+        )  # fmt: skip
+        self.batches_short = Counter(
+            "sluice_batches_short",
+            "Executions with fewer rows than max_batch_size, by why they ran: idle (the only "
+            "request waiting, an instance free), delay_expired (max_queue_delay ran out), "
+            "timeout (a member reached its queue timeout first), shape (the delay ran out while "
+            "requests of other shapes waited), fit (the next request did not fit whole), "
+            "preferred (a preferred_batch_size was reached), closing (finishing queued work)",
+            [*_MV, "reason"], registry=r,
+        )  # fmt: skip
         r.register(_GpuCollector())
 
     def observe_success(
@@ -97,6 +123,18 @@ class Metrics:
 
     def observe_execution(self, model: str, version: str) -> None:
         self.executions.labels(model, version).inc()
+
+    def observe_batch(self, model: str, version: str, rows: int, short: str | None) -> None:
+        """One execution of ``rows`` rows; ``short`` says why it ran below max_batch_size."""
+        self.batch_size.labels(model, version).observe(rows)
+        if short is not None:
+            self.batches_short.labels(model, version, short).inc()
+
+    def observe_rejection(self, model: str, version: str, reason: str) -> None:
+        self.rejections.labels(model, version, reason).inc()
+
+    def set_queue_depth(self, model: str, version: str, depth: int) -> None:
+        self.queue_depth.labels(model, version).set(depth)
 
     def observe_failure(self, model: str, version: str, total_ns: int) -> None:
         self.requests.labels(model, version, "failure").inc()

@@ -1,4 +1,4 @@
-"""Runs one server process: the core, the HTTP front end and the metrics endpoint.
+"""Runs one server process: the core, the HTTP and gRPC front ends and the metrics endpoint.
 
 Sockets are bound before anything else (port 0 picks a free port, and the log
 says which), so the server is live while models load and ready once they have.
@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from serving import __version__
 from serving.core import InferenceCore
+from serving.grpc import GrpcServer
 from serving.http.app import create_app
 from serving.manager import ModelManager
 from serving.metrics import Metrics
@@ -76,11 +77,12 @@ def _uvicorn(app: Starlette, settings: Settings) -> _Server:
 
 
 def _describe_runtime() -> str:
-    from serving.codecs import IMPLEMENTATION
+    from serving.batching import IMPLEMENTATION as batching
+    from serving.codecs import IMPLEMENTATION as codecs
     from serving.runtime import ort_flavour
 
     flavour, version = ort_flavour()
-    return f"codecs: {IMPLEMENTATION}; ONNX Runtime: {flavour} {version}"
+    return f"codecs: {codecs}; batch assembly: {batching}; ONNX Runtime: {flavour} {version}"
 
 
 async def serve(settings: Settings) -> None:
@@ -92,6 +94,7 @@ async def serve(settings: Settings) -> None:
     http_server = _uvicorn(create_app(core), settings)
     metrics_server = _uvicorn(_metrics_app(metrics), settings)
     servers = (http_server, metrics_server)
+    grpc_server = GrpcServer(core)
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -107,22 +110,32 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop)
 
     log.info("sluice %s starting; %s", __version__, _describe_runtime())
+    try:
+        grpc_port = await grpc_server.start(settings.host, settings.grpc_port)
+    except BaseException:
+        http_sock.close()
+        metrics_sock.close()
+        raise
     tasks = [
         asyncio.create_task(http_server.serve(sockets=[http_sock])),
         asyncio.create_task(metrics_server.serve(sockets=[metrics_sock])),
+        asyncio.create_task(grpc_server.wait()),
     ]
     host, port = http_sock.getsockname()[:2]
     log.info("HTTP service listening on %s:%d", host, port)
+    log.info("gRPC service listening on %s:%d", settings.host, grpc_port)
     host, port = metrics_sock.getsockname()[:2]
     log.info("metrics service listening on %s:%d", host, port)
-    if settings.grpc_port:
-        log.info("gRPC front end is not available in this build; --grpc-port is ignored")
     try:
         await core.start()
+        await grpc_server.set_serving(core.ready())
         log.info("server ready: %d model version(s) serving", len(manager.serving_versions()))
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop()
+        # gRPC calls in flight finish (or are cancelled after the grace period)
+        # before the core closes the models they run on.
+        await grpc_server.stop(grace=5.0)
         await asyncio.gather(*tasks, return_exceptions=True)
         await core.close()
 

@@ -1,0 +1,218 @@
+"""The batcher's settings, read once from a model config's ``dynamic_batching`` block.
+
+Triton's fields keep Triton's meaning. Padding is Sluice's own and is switched on
+per input through the config ``parameters`` map:
+
+- ``sluice.pad.<input name>``: the value that fills that input's variable dims when
+  requests of different lengths share a batch (e.g. ``"0"``, ``"-1"``, ``"0.5"``,
+  ``"true"``; for BYTES inputs the UTF-8 bytes of the string).
+- ``sluice.pad_max_waste``: the largest fraction of padded elements a batch may hold
+  (``0`` to ``1``, default ``0.5``); a request that would push a batch past it waits
+  for a batch of its own length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.datatypes import by_config_name
+from serving.errors import InvalidArgument
+
+__all__ = [
+    "PAD_MAX_WASTE_KEY",
+    "PAD_PREFIX",
+    "BatchingConfig",
+    "PaddedInput",
+    "QueuePolicy",
+]
+
+log = logging.getLogger("sluice.batching")
+
+PAD_PREFIX = "sluice.pad."
+PAD_MAX_WASTE_KEY = "sluice.pad_max_waste"
+DEFAULT_MAX_WASTE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """Triton's ``ModelQueuePolicy`` for one priority level (times in nanoseconds)."""
+
+    reject_on_timeout: bool = True  # timeout_action REJECT (Triton's default) or DELAY
+    default_timeout_ns: int = 0  # 0: no timeout
+    allow_timeout_override: bool = False
+    max_queue_size: int = 0  # 0: unbounded
+
+    def timeout_ns(self, requested_us: int) -> int:
+        """The timeout a request gets: an override may only shorten the default."""
+        if not self.allow_timeout_override or requested_us <= 0:
+            return self.default_timeout_ns
+        requested = requested_us * 1000
+        if self.default_timeout_ns:
+            return min(requested, self.default_timeout_ns)
+        return requested
+
+
+@dataclass(frozen=True, slots=True)
+class PaddedInput:
+    """An input whose variable dims may be padded with ``value`` to batch."""
+
+    name: str
+    value: Any  # a numpy scalar of the input's dtype (bytes for BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    max_batch_size: int
+    max_queue_delay_ns: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    preserve_ordering: bool = False
+    priority_levels: int = 1  # at least one level; Triton's 0 means one
+    default_priority: int = 1
+    queue_policies: tuple[QueuePolicy, ...] = (QueuePolicy(),)  # index level - 1
+    padded: tuple[PaddedInput, ...] = ()
+    max_waste: float = DEFAULT_MAX_WASTE
+    # Per output name: the padded input whose variable dims it follows (None: all dims fixed).
+    unpad_from: Mapping[str, str | None] = field(default_factory=dict)
+
+    def policy(self, level: int) -> QueuePolicy:
+        return self.queue_policies[level - 1]
+
+    @classmethod
+    def from_model_config(cls, config: Any) -> BatchingConfig:
+        """Read ``dynamic_batching``, ``max_batch_size`` and the padding parameters."""
+        batching = config.dynamic_batching
+        levels = max(1, int(batching.priority_levels))
+        default_level = int(batching.default_priority_level) or 1
+        if not 1 <= default_level <= levels:
+            raise InvalidArgument(
+                f"dynamic_batching default_priority_level {default_level} is outside 1..{levels}"
+            )
+        base = _queue_policy(batching.default_queue_policy)
+        policies = tuple(
+            _queue_policy(batching.priority_queue_policy[level])
+            if level in batching.priority_queue_policy
+            else base
+            for level in range(1, levels + 1)
+        )
+        padded, unpad_from = _padding(config)
+        return cls(
+            max_batch_size=int(config.max_batch_size),
+            max_queue_delay_ns=int(batching.max_queue_delay_microseconds) * 1000,
+            preferred_batch_sizes=tuple(sorted(set(batching.preferred_batch_size))),
+            preserve_ordering=bool(batching.preserve_ordering),
+            priority_levels=levels,
+            default_priority=default_level,
+            queue_policies=policies,
+            padded=padded,
+            max_waste=_max_waste(config.parameters),
+            unpad_from=unpad_from,
+        )
+
+
+def _queue_policy(policy: Any) -> QueuePolicy:
+    return QueuePolicy(
+        reject_on_timeout=policy.timeout_action == 0,  # REJECT
+        default_timeout_ns=int(policy.default_timeout_microseconds) * 1000,
+        allow_timeout_override=bool(policy.allow_timeout_override),
+        max_queue_size=int(policy.max_queue_size),
+    )
+
+
+def _max_waste(parameters: Mapping[str, Any]) -> float:
+    if PAD_MAX_WASTE_KEY not in parameters:
+        return DEFAULT_MAX_WASTE
+    text = parameters[PAD_MAX_WASTE_KEY].string_value
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise InvalidArgument(
+            f"parameter {PAD_MAX_WASTE_KEY} must be a number from 0 to 1, got {text!r}"
+        )
+    return value
+
+
+def _pad_value(text: str, dtype: np.dtype, name: str) -> Any:
+    try:
+        if dtype == np.dtype(object):
+            return text.encode()
+        if dtype == np.dtype(bool):
+            if text.lower() not in ("0", "1", "true", "false"):
+                raise ValueError(text)
+            return np.bool_(text.lower() in ("1", "true"))
+        if dtype.kind in "iu":
+            value = int(text)
+            info = np.iinfo(dtype)
+            if not info.min <= value <= info.max:
+                raise ValueError(text)
+            return dtype.type(value)
+        return dtype.type(float(text))
+    except ValueError:
+        raise InvalidArgument(
+            f"parameter {PAD_PREFIX}{name}: {text!r} is not a valid {dtype} pad value"
+        ) from None
+
+
+def _padding(config: Any) -> tuple[tuple[PaddedInput, ...], dict[str, str | None]]:
+    """The padded inputs, and for each output the padded input it follows.
+
+    An output follows a padded input when it has the same number of dims, ``-1``
+    exactly where the input has ``-1`` and the same fixed dims elsewhere: its
+    per-request shape is then the request's own input shape. An output with only
+    fixed dims needs no unpadding. Any other output (or a ``reshape``) means the
+    shapes of padded results cannot be known, and the model does not pad.
+    """
+    wanted = {
+        key[len(PAD_PREFIX) :]: value.string_value
+        for key, value in config.parameters.items()
+        if key.startswith(PAD_PREFIX)
+    }
+    if not wanted:
+        return (), {}
+    inputs = {t.name: t for t in config.input}
+    unknown = sorted(set(wanted) - set(inputs))
+    if unknown:
+        raise InvalidArgument(
+            f"parameter {PAD_PREFIX}{unknown[0]} names no input of model '{config.name}'"
+        )
+    from serving.config.model_config_pb2 import DataType as ConfigDataType
+
+    padded = []
+    for t in config.input:  # config order decides which input an output follows first
+        if t.name not in wanted:
+            continue
+        dtype = by_config_name(ConfigDataType.Name(t.data_type)).numpy
+        padded.append(PaddedInput(t.name, _pad_value(wanted[t.name], dtype, t.name)))
+    unpad_from: dict[str, str | None] = {}
+    why_not = ""
+    if any(inputs[p.name].HasField("reshape") for p in padded):
+        why_not = "a padded input has a reshape"
+    for out in config.output:
+        if why_not:
+            break
+        dims = tuple(out.dims)
+        if out.HasField("reshape"):
+            why_not = f"output '{out.name}' has a reshape"
+        elif -1 not in dims:
+            unpad_from[out.name] = None
+        else:
+            follows = [p.name for p in padded if tuple(inputs[p.name].dims) == dims]
+            if follows:
+                unpad_from[out.name] = follows[0]
+            else:
+                why_not = (
+                    f"output '{out.name}' dims {list(dims)} follow no padded input's dims, "
+                    "so its unpadded shape cannot be known"
+                )
+    if why_not:
+        log.warning("model '%s' does not pad: %s", config.name, why_not)
+        return (), {}
+    if not any(-1 in tuple(inputs[p.name].dims) for p in padded):
+        return (), {}  # nothing variable to pad
+    return tuple(padded), unpad_from
