@@ -7,7 +7,10 @@ The protos are compiled from their own directory so that the file names in the
 descriptors match Triton's ("model_config.proto"); identical descriptors let
 Sluice and tritonclient share one protobuf descriptor pool in one process. The
 generated code then imports sibling modules by bare name, which this script
-rewrites to package imports. The output depends on the grpcio-tools version
+rewrites to package imports (each module to the package that owns it, so
+serving/grpc/grpc_service.proto can import serving/config/model_config.proto by
+its bare name). Protos that declare a service also get a ``*_pb2_grpc.py``
+module. The output depends on the grpcio-tools version
 (it stamps its protobuf version into the module), so CI must pin the same one.
 """
 
@@ -24,9 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # (directory of .proto files relative to ROOT, Python package they belong to)
-PROTO_PACKAGES: tuple[tuple[str, str], ...] = (("serving/config", "serving.config"),)
+PROTO_PACKAGES: tuple[tuple[str, str], ...] = (
+    ("serving/config", "serving.config"),
+    ("serving/grpc", "serving.grpc"),
+)
 
 _BARE_IMPORT = re.compile(r"^import (\w+_pb2) as ", re.MULTILINE)
+_SERVICE = re.compile(r"^service \w+", re.MULTILINE)
 _BARE_FROM_IMPORT = re.compile(r"^from (\w+_pb2) import ", re.MULTILINE)
 # Stubs are generated, not written: keep the linter and the formatter off them.
 _PYI_HEADER = "# ruff: noqa\n# fmt: off\n"
@@ -42,35 +49,52 @@ def _protoc(args: list[str]) -> None:
         raise SystemExit(f"protoc failed with status {status}: {' '.join(args)}")
 
 
-def _fix_imports(text: str, package: str) -> str:
-    text = _BARE_IMPORT.sub(rf"from {package} import \1 as ", text)
-    text = _BARE_FROM_IMPORT.sub(rf"from {package}.\1 import ", text)
-    return _BUILDER_MODULE.sub(rf"\1'{package}.\2'", text)
+def _owners() -> dict[str, str]:
+    """Generated module name -> the package it lives in, for every proto we compile."""
+    owners: dict[str, str] = {}
+    for proto_dir, package in PROTO_PACKAGES:
+        for proto in (ROOT / proto_dir).glob("*.proto"):
+            owners[f"{proto.stem}_pb2"] = package
+    return owners
+
+
+def _fix_imports(text: str, owners: dict[str, str]) -> str:
+    text = _BARE_IMPORT.sub(lambda m: f"from {owners[m[1]]} import {m[1]} as ", text)
+    text = _BARE_FROM_IMPORT.sub(lambda m: f"from {owners[m[1]]}.{m[1]} import ", text)
+    return _BUILDER_MODULE.sub(lambda m: f"{m[1]}'{owners[m[2]]}.{m[2]}'", text)
 
 
 def generate(out_root: Path) -> list[Path]:
     """Compile every proto into ``out_root`` (mirroring ROOT); return the written paths."""
+    owners = _owners()
+    # Every proto directory is on the include path, so imports use bare file names.
+    includes = [f"-I{ROOT / proto_dir}" for proto_dir, _ in PROTO_PACKAGES]
     written: list[Path] = []
-    for proto_dir, package in PROTO_PACKAGES:
+    for proto_dir, _package in PROTO_PACKAGES:
         source = ROOT / proto_dir
         target = out_root / proto_dir
         target.mkdir(parents=True, exist_ok=True)
         protos = sorted(source.glob("*.proto"))
         if not protos:
             continue
+        services = [p for p in protos if _SERVICE.search(p.read_text())]
         _protoc(
             [
-                f"-I{source}",
+                *includes,
                 f"--python_out={target}",
                 f"--pyi_out={target}",
+                *(f"--grpc_python_out={target}" for _ in services[:1]),
                 *(p.name for p in protos),
             ]
         )
         for proto in protos:
-            for suffix in (".py", ".pyi"):
-                path = target / f"{proto.stem}_pb2{suffix}"
-                text = _fix_imports(path.read_text(), package)
-                if suffix == ".pyi":
+            outputs = [f"{proto.stem}_pb2.py", f"{proto.stem}_pb2.pyi"]
+            if proto in services:
+                outputs.append(f"{proto.stem}_pb2_grpc.py")
+            for name in outputs:
+                path = target / name
+                text = _fix_imports(path.read_text(), owners)
+                if name.endswith(".pyi"):
                     text = _PYI_HEADER + text
                 path.write_text(text)
                 written.append(path.relative_to(out_root))

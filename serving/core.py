@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from serving import __version__
+from serving.config import model_config_pb2
 from serving.errors import InvalidArgument
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.model import TensorSpec
 from serving.settings import Settings
+from serving.shared_memory import SharedMemoryRegistry, disabled_error, output_references
 from serving.types import InferRequest, InferResponse
 
-__all__ = ["EXTENSIONS", "InferenceCore"]
+__all__ = ["EXTENSIONS", "SHARED_MEMORY_EXTENSION", "InferenceCore"]
 
 # Only what is implemented: tools switch features on from this list.
 EXTENSIONS = (
@@ -25,6 +27,8 @@ EXTENSIONS = (
     "model_repository",
     "statistics",
 )
+# Listed only when the server runs with --allow-shared-memory.
+SHARED_MEMORY_EXTENSION = "system_shared_memory"
 
 
 class InferenceCore:
@@ -33,6 +37,10 @@ class InferenceCore:
         self.manager = manager
         self.metrics = metrics
         self._started = False
+        # None while system shared memory is off (the default).
+        self.shared_memory: SharedMemoryRegistry | None = (
+            SharedMemoryRegistry() if settings.shared_memory else None
+        )
 
     async def start(self) -> None:
         await self.manager.start()
@@ -40,6 +48,8 @@ class InferenceCore:
 
     async def close(self) -> None:
         await self.manager.close()
+        if self.shared_memory is not None:
+            self.shared_memory.close()
 
     # -- health and metadata -------------------------------------------------
 
@@ -52,7 +62,10 @@ class InferenceCore:
         return self._started
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "sluice", "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if self.shared_memory is not None:
+            extensions.append(SHARED_MEMORY_EXTENSION)
+        return {"name": "sluice", "version": __version__, "extensions": sorted(extensions)}
 
     def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
         mv = self.manager.get(name, version)
@@ -71,6 +84,10 @@ class InferenceCore:
         from serving.config import config_to_json
 
         return config_to_json(self.manager.get(name, version).config)
+
+    def model_config_message(self, name: str, version: str = "") -> model_config_pb2.ModelConfig:
+        """The config message itself, for front ends that speak protobuf."""
+        return self.manager.get(name, version).config
 
     def raw_input(self, name: str, version: str = "") -> TensorSpec:
         return self.manager.get(name, version).raw_input_spec()
@@ -103,5 +120,32 @@ class InferenceCore:
     # -- inference -------------------------------------------------------------
 
     async def infer(self, request: InferRequest) -> InferResponse:
+        """Run a request; outputs asked for in shared memory are written there too (the
+        front end then sends their metadata without data, see ``output_references``)."""
         mv = self.manager.get(request.model_name, request.model_version)
-        return await mv.infer(request)
+        refs = output_references(request)
+        if refs:
+            if self.shared_memory is None:
+                raise disabled_error()
+            self.shared_memory.check_outputs(refs)
+        response = await mv.infer(request)
+        if refs:
+            assert self.shared_memory is not None
+            self.shared_memory.write_outputs(refs, response)
+        return response
+
+    # -- system shared memory ---------------------------------------------------
+
+    def _shm(self) -> SharedMemoryRegistry:
+        if self.shared_memory is None:
+            raise disabled_error()
+        return self.shared_memory
+
+    def shm_status(self, name: str = "") -> list[dict[str, Any]]:
+        return self._shm().status(name)
+
+    def shm_register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        self._shm().register(name, key, offset, byte_size)
+
+    def shm_unregister(self, name: str = "") -> None:
+        self._shm().unregister(name)

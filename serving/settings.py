@@ -47,6 +47,7 @@ class Settings:
     cores: int = field(default_factory=_available_cores)
     cache_dir: Path | None = None
     drain_timeout_secs: float = 30.0
+    shared_memory: bool = False  # Triton's system shared memory extension
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():

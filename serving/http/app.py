@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.core import InferenceCore
-from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError
+from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
 from serving.http import request_codec, response_codec
 from serving.http.errors import status_for
 
@@ -133,6 +134,7 @@ def create_app(core: InferenceCore) -> Starlette:
             content_type=request.headers.get("content-type"),
             header_length=header_length,
             raw_input=raw_input,
+            shared_memory=core.shared_memory,
         )
         response = await core.infer(infer_request)
         payload, headers = response_codec.encode_infer_response(
@@ -175,9 +177,37 @@ def create_app(core: InferenceCore) -> Starlette:
         await core.unload_model(name)
         return Response(status_code=200)
 
+    async def shm_status(request: Request) -> Response:
+        return _json(core.shm_status(request.path_params.get("name", "")))
+
+    async def shm_register(request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await _json_body(request, limit)
+        key = body.get("key")
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument("'key' must be a non-empty string")
+        offset, size = body.get("offset", 0), body.get("byte_size")
+        for field, value in (("offset", offset), ("byte_size", size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgument(f"'{field}' must be an integer, got {value!r}")
+        core.shm_register(name, key, int(offset), int(size or 0))
+        return Response(status_code=200)
+
+    async def shm_unregister(request: Request) -> Response:
+        await _json_body(request, limit)
+        core.shm_unregister(request.path_params.get("name", ""))
+        return Response(status_code=200)
+
+    async def cuda_shm(request: Request) -> Response:
+        raise Unsupported("CUDA shared memory is not supported by this server")
+
     async def sluice_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SluiceError)
-        return _error(status_for(exc.code), exc.message)
+        response = _error(status_for(exc.code), exc.message)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -193,6 +223,7 @@ def create_app(core: InferenceCore) -> Starlette:
 
     m = "/v2/models/{model}"
     mv = m + "/versions/{version}"
+    shm = "/v2/systemsharedmemory"
     routes = [
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
@@ -211,6 +242,12 @@ def create_app(core: InferenceCore) -> Starlette:
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
+        Route(shm + "/status", shm_status, methods=["GET"]),
+        Route(shm + "/region/{name}/status", shm_status, methods=["GET"]),
+        Route(shm + "/region/{name}/register", shm_register, methods=["POST"]),
+        Route(shm + "/unregister", shm_unregister, methods=["POST"]),
+        Route(shm + "/region/{name}/unregister", shm_unregister, methods=["POST"]),
+        Route("/v2/cudasharedmemory/{rest:path}", cuda_shm, methods=["GET", "POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -17,6 +17,7 @@ from serving import codecs
 from serving.codecs._common import element_count, shape_text
 from serving.datatypes import DataType, by_name
 from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
+from serving.shared_memory import SharedMemoryRegistry, disabled_error, reference
 from serving.types import InferInput, InferRequest, RequestedOutput
 
 __all__ = ["MSGPACK_TYPES", "RawInputSpec", "decode_body", "decode_infer_request"]
@@ -100,12 +101,15 @@ def decode_infer_request(
     content_type: str | None,
     header_length: int | None,
     raw_input: RawInputSpec | None = None,
+    shared_memory: SharedMemoryRegistry | None = None,
 ) -> InferRequest:
     """Decode an infer request body.
 
     ``header_length`` is the value of ``Inference-Header-Content-Length`` (None when
     absent); 0 means the whole body is the raw bytes of ``raw_input``. Any content
     type other than msgpack is read as JSON, as Triton does, so ``curl -d`` works.
+    Inputs in system shared memory resolve through ``shared_memory`` (None: the
+    extension is off).
     """
     if header_length == 0:
         return _decode_raw(body, model_name, model_version, raw_input)
@@ -117,12 +121,17 @@ def decode_infer_request(
             )
         header = _parse_json(memoryview(body)[:header_length])
         binary: memoryview | None = memoryview(body)[header_length:]
-        return _build_request(header, model_name, model_version, binary, msgpack_form=False)
+        return _build_request(
+            header, model_name, model_version, binary, msgpack_form=False, shm=shared_memory
+        )
     if _media_type(content_type) in MSGPACK_TYPES:
         return _build_request(
-            _parse_msgpack(body), model_name, model_version, None, msgpack_form=True
-        )
-    return _build_request(_parse_json(body), model_name, model_version, None, msgpack_form=False)
+            _parse_msgpack(body), model_name, model_version, None, msgpack_form=True,
+            shm=shared_memory,
+        )  # fmt: skip
+    return _build_request(
+        _parse_json(body), model_name, model_version, None, msgpack_form=False, shm=shared_memory
+    )
 
 
 def _media_type(content_type: str | None) -> str:
@@ -191,6 +200,7 @@ def _build_request(
     binary: memoryview | None,
     *,
     msgpack_form: bool,
+    shm: SharedMemoryRegistry | None = None,
 ) -> InferRequest:
     if not isinstance(header, dict):
         raise InvalidArgument(f"the request must be an object, got {_kind(header)}")
@@ -208,7 +218,7 @@ def _build_request(
     seen: set[str] = set()
     offset = 0
     for position, raw in enumerate(raw_inputs):
-        tensor, used = _decode_input(raw, position, binary, offset, msgpack_form)
+        tensor, used = _decode_input(raw, position, binary, offset, msgpack_form, shm)
         if tensor.name in seen:
             raise InvalidArgument(f"input {tensor.name!r} appears more than once")
         seen.add(tensor.name)
@@ -231,7 +241,12 @@ def _build_request(
 
 
 def _decode_input(
-    raw: Any, position: int, binary: memoryview | None, offset: int, msgpack_form: bool
+    raw: Any,
+    position: int,
+    binary: memoryview | None,
+    offset: int,
+    msgpack_form: bool,
+    shm: SharedMemoryRegistry | None,
 ) -> tuple[InferInput, int]:
     """One input tensor, plus how many bytes of the binary section it consumed."""
     if not isinstance(raw, dict):
@@ -261,8 +276,12 @@ def _decode_input(
             array = codecs.json_to_array(data, datatype, shape, name=name)
         return InferInput(name, datatype.name, shape, array, parameters), 0
     if size is None:
-        if "shared_memory_region" in parameters:
-            raise Unsupported(f"{where}: shared-memory inputs are not supported")
+        ref = reference(parameters, where)
+        if ref is not None:
+            if shm is None:
+                raise disabled_error()
+            array = shm.read(ref, datatype, shape, name)
+            return InferInput(name, datatype.name, shape, array, parameters), 0
         raise InvalidArgument(f"{where} has neither 'data' nor parameters.binary_data_size")
     if msgpack_form:
         raise InvalidArgument(

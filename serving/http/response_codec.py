@@ -11,6 +11,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from serving import codecs
 from serving.datatypes import by_name
+from serving.shared_memory import SharedMemoryRef, output_references, placed_parameters
 from serving.types import InferOutput, InferRequest, InferResponse
 
 __all__ = [
@@ -50,6 +51,7 @@ def encode_infer_response(
         return _encode_msgpack(resp, request)
     requested = {o.name: o.parameters for o in request.outputs}
     default_binary = _truthy(request.parameters.get("binary_data_output", False))
+    in_shm = output_references(request)
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
     for out in resp.outputs:
@@ -59,7 +61,10 @@ def encode_infer_response(
             "datatype": out.datatype,
             "shape": list(out.shape),
         }
-        if _is_binary(requested.get(out.name), default_binary) or not datatype.json_ok:
+        ref = in_shm.get(out.name)
+        if ref is not None:
+            entry["parameters"] = placed_parameters(ref, out)
+        elif _is_binary(requested.get(out.name), default_binary) or not datatype.json_ok:
             chunk = codecs.array_to_binary(out.data, datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
@@ -100,7 +105,11 @@ def _envelope(
 
 
 def _encode_msgpack(resp: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:
-    outputs = [_msgpack_output(out) for out in resp.outputs]
+    in_shm = output_references(request)
+    outputs = [
+        _msgpack_output(out) if out.name not in in_shm else _placed_output(out, in_shm[out.name])
+        for out in resp.outputs
+    ]
     body = msgpack.packb(_envelope(resp, request, outputs), use_bin_type=True)
     return body, {"Content-Type": "application/msgpack"}
 
@@ -112,6 +121,15 @@ def _msgpack_output(out: InferOutput) -> dict[str, Any]:
         "datatype": out.datatype,
         "shape": list(out.shape),
         "data": codecs.array_to_binary(out.data, datatype),
+    }
+
+
+def _placed_output(out: InferOutput, ref: SharedMemoryRef) -> dict[str, Any]:
+    return {
+        "name": out.name,
+        "datatype": out.datatype,
+        "shape": list(out.shape),
+        "parameters": placed_parameters(ref, out),
     }
 
 

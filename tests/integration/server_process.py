@@ -14,7 +14,7 @@ import httpx
 
 __all__ = ["ServerProcess"]
 
-_LISTEN = re.compile(r"(HTTP|metrics) service listening on ([^\s:]+):(\d+)")
+_LISTEN = re.compile(r"(HTTP|gRPC|metrics) service listening on ([^\s:]+):(\d+)")
 
 
 class ServerProcess:
@@ -32,10 +32,11 @@ class ServerProcess:
             *args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        self.http_port = self.metrics_port = 0
+        self.http_port = self.grpc_port = self.metrics_port = 0
         self._wait_listening(timeout=60)
         self.url = f"127.0.0.1:{self.http_port}"
         self.http_url = f"http://{self.url}"
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"  # host:port, as tritonclient.grpc takes it
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         if wait_ready:
             self.wait_ready()
@@ -48,8 +49,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ports = {kind: int(port) for kind, _host, port in _LISTEN.findall(self.log())}
-            if "HTTP" in ports and "metrics" in ports:
+            if {"HTTP", "gRPC", "metrics"} <= ports.keys():
                 self.http_port, self.metrics_port = ports["HTTP"], ports["metrics"]
+                self.grpc_port = ports["gRPC"]
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")

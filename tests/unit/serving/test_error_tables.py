@@ -7,3 +7,16 @@ def test_http_table_covers_every_code() -> None:
     assert HTTP_STATUS[ErrorCode.INVALID_ARGUMENT] == 400
     assert HTTP_STATUS[ErrorCode.NOT_FOUND] == 404
     assert HTTP_STATUS[ErrorCode.UNAVAILABLE] == 503
+
+
+def test_grpc_table_covers_every_code() -> None:
+    import grpc
+
+    from serving.grpc.errors import GRPC_STATUS
+
+    assert set(GRPC_STATUS) == set(ErrorCode)
+    assert GRPC_STATUS[ErrorCode.INVALID_ARGUMENT] == grpc.StatusCode.INVALID_ARGUMENT
+    assert GRPC_STATUS[ErrorCode.NOT_FOUND] == grpc.StatusCode.NOT_FOUND
+    assert GRPC_STATUS[ErrorCode.UNAVAILABLE] == grpc.StatusCode.UNAVAILABLE
+    assert GRPC_STATUS[ErrorCode.UNSUPPORTED] == grpc.StatusCode.UNIMPLEMENTED
+    assert GRPC_STATUS[ErrorCode.PAYLOAD_TOO_LARGE] == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -1,0 +1,220 @@
+"""The ``inference.GRPCInferenceService`` servicer: each RPC is one core call.
+
+Errors are Sluice errors mapped once (``serving.grpc.errors``); anything else is
+logged and answered INTERNAL, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from serving.core import InferenceCore
+from serving.errors import SluiceError, Unsupported
+from serving.grpc import codec
+from serving.grpc import grpc_service_pb2 as pb
+from serving.grpc import grpc_service_pb2_grpc as pb_grpc
+from serving.grpc.errors import status_for
+
+__all__ = ["InferenceServicer"]
+
+log = logging.getLogger("sluice.grpc")
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_Handler = Callable[[Any, _Req, grpc.aio.ServicerContext], Awaitable[_Resp]]
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, SluiceError):
+        return exc.message
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _rpc(method: _Handler[_Req, _Resp]) -> _Handler[_Req, _Resp]:
+    """Answer a Sluice error with its status code and message, anything else INTERNAL."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: _Req, context: grpc.aio.ServicerContext) -> _Resp:
+        try:
+            return await method(self, request, context)
+        except SluiceError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                context.set_trailing_metadata((("retry-after", f"{retry_after:g}"),))
+            await context.abort(status_for(exc.code), exc.message)
+        except Exception as exc:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, _message(exc))
+        raise AssertionError("unreachable: context.abort raises")
+
+    return wrapper
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+
+    # -- health and metadata -----------------------------------------------
+
+    @_rpc
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=self.core.live())
+
+    @_rpc
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.core.ready())
+
+    @_rpc
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
+        return pb.ModelReadyResponse(ready=self.core.model_ready(request.name, request.version))
+
+    @_rpc
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
+        meta = self.core.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    @_rpc
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
+        return codec.encode_model_metadata(self.core.model_metadata(request.name, request.version))
+
+    @_rpc
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> Any:
+        config = self.core.model_config_message(request.name, request.version)
+        return pb.ModelConfigResponse(config=config)
+
+    @_rpc
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Any) -> Any:
+        return codec.encode_statistics(self.core.model_statistics(request.name, request.version))
+
+    # -- inference ---------------------------------------------------------
+
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        infer_request = codec.decode_infer_request(request, self.core.shared_memory)
+        response = await self.core.infer(infer_request)
+        return codec.encode_infer_response(response, infer_request)
+
+    @_rpc
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterable[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Requests run concurrently and are answered as they finish; a failed request
+        answers ``error_message`` and the stream carries on."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(request: pb.ModelInferRequest) -> None:
+            try:
+                result = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except Exception as exc:
+                if not isinstance(exc, SluiceError):
+                    log.exception("unexpected error in ModelStreamInfer")
+                result = pb.ModelStreamInferResponse(error_message=_message(exc))
+                result.infer_response.model_name = request.model_name
+                result.infer_response.model_version = request.model_version
+                result.infer_response.id = request.id
+            await answers.put(result)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.create_task(answer(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.gather(*list(running), return_exceptions=True)
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await answers.get()) is not None:
+                yield item
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+
+    # -- repository --------------------------------------------------------
+
+    @_rpc
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Any) -> Any:
+        msg = pb.RepositoryIndexResponse()
+        for entry in self.core.repository_index(request.ready):
+            msg.models.add(
+                name=entry.get("name", ""),
+                version=str(entry.get("version", "")),
+                state=entry.get("state", ""),
+                reason=entry.get("reason", ""),
+            )
+        return msg
+
+    @_rpc
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Any
+    ) -> Any:
+        override = codec.repository_parameters(request.parameters)
+        await self.core.load_model(request.model_name, override)
+        return pb.RepositoryModelLoadResponse()
+
+    @_rpc
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Any
+    ) -> Any:
+        await self.core.unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    # -- system shared memory ----------------------------------------------
+
+    @_rpc
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Any
+    ) -> Any:
+        msg = pb.SystemSharedMemoryStatusResponse()
+        for region in self.core.shm_status(request.name):
+            msg.regions[region["name"]].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region)
+            )
+        return msg
+
+    @_rpc
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Any
+    ) -> Any:
+        self.core.shm_register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @_rpc
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Any
+    ) -> Any:
+        self.core.shm_unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    # -- declared by the protocol, not served --------------------------------
+
+    @_rpc
+    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        raise Unsupported("CUDA shared memory is not supported by this server")
+
+    CudaSharedMemoryRegister = CudaSharedMemoryStatus
+    CudaSharedMemoryUnregister = CudaSharedMemoryStatus
+
+    @_rpc
+    async def TraceSetting(self, request: Any, context: Any) -> Any:
+        raise Unsupported("trace settings are not supported by this server")
+
+    @_rpc
+    async def LogSettings(self, request: Any, context: Any) -> Any:
+        raise Unsupported("log settings are not supported by this server")

@@ -1,0 +1,75 @@
+"""The ``grpc.aio`` server: the inference service plus ``grpc.health.v1``.
+
+Message sizes are unlimited both ways (the gRPC default of 4 MB breaks real
+clients, which send INT32_MAX themselves). Health answers NOT_SERVING until the
+core is ready, SERVING after, and NOT_SERVING again while shutting down.
+"""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from serving.core import InferenceCore
+from serving.grpc import grpc_service_pb2 as pb
+from serving.grpc import grpc_service_pb2_grpc as pb_grpc
+from serving.grpc._service import InferenceServicer
+
+__all__ = ["SERVICE_NAME", "GrpcServer"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class GrpcServer:
+    """Bound by ``start``; ``set_serving`` flips health; ``stop`` drains gracefully."""
+
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0: a free port) and return the bound port."""
+        if self._server is not None:
+            raise RuntimeError("the gRPC server is already started")
+        server = grpc.aio.server(options=_OPTIONS)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.core), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await self.set_serving(False)
+        await server.start()
+        self._server, self.port = server, bound
+        return bound
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, give calls in flight ``grace`` seconds, then cancel them."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await self._health.enter_graceful_shutdown()
+        await server.stop(grace)
