@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -109,17 +110,37 @@ class Metrics:
             [*_MV, "reason"], registry=r,
         )  # fmt: skip
         r.register(_GpuCollector())
+        self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def _success_children(self, model: str, version: str) -> tuple[Any, ...]:
+        """The labelled children the success path touches, looked up once per version."""
+        key = (model, version)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(model, version, "success"),
+                self.inferences.labels(model, version),
+                self.request_duration.labels(model, version),
+                self.queue_duration.labels(model, version),
+                self.compute_duration.labels(model, version, "input"),
+                self.compute_duration.labels(model, version, "infer"),
+                self.compute_duration.labels(model, version, "output"),
+            )
+        return children
 
     def observe_success(
         self, model: str, version: str, batch_size: int, total_ns: int, t: RequestTimings
     ) -> None:
-        self.requests.labels(model, version, "success").inc()
-        self.inferences.labels(model, version).inc(batch_size)
-        self.request_duration.labels(model, version).observe(total_ns / 1e9)
-        self.queue_duration.labels(model, version).observe(t.queue_ns / 1e9)
-        self.compute_duration.labels(model, version, "input").observe(t.compute_input_ns / 1e9)
-        self.compute_duration.labels(model, version, "infer").observe(t.compute_infer_ns / 1e9)
-        self.compute_duration.labels(model, version, "output").observe(t.compute_output_ns / 1e9)
+        requests, inferences, total, queue, c_in, c_infer, c_out = self._success_children(
+            model, version
+        )
+        requests.inc()
+        inferences.inc(batch_size)
+        total.observe(total_ns / 1e9)
+        queue.observe(t.queue_ns / 1e9)
+        c_in.observe(t.compute_input_ns / 1e9)
+        c_infer.observe(t.compute_infer_ns / 1e9)
+        c_out.observe(t.compute_output_ns / 1e9)
 
     def observe_execution(self, model: str, version: str) -> None:
         self.executions.labels(model, version).inc()

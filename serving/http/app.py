@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,7 +18,7 @@ from starlette.routing import Route
 from serving.core import InferenceCore
 from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
 from serving.http import request_codec, response_codec
-from serving.http.errors import status_for
+from serving.http.infer_route import ASGIApp, InferRoute, error_parts
 
 __all__ = ["create_app"]
 
@@ -76,7 +75,7 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     return obj
 
 
-def create_app(core: InferenceCore) -> Starlette:
+def create_app(core: InferenceCore) -> ASGIApp:
     limit = core.settings.max_request_bytes
 
     async def live(request: Request) -> Response:
@@ -108,44 +107,6 @@ def create_app(core: InferenceCore) -> Starlette:
     async def model_stats(request: Request) -> Response:
         p = request.path_params
         return _json(core.model_statistics(p.get("model", ""), p.get("version", "")))
-
-    async def infer(request: Request) -> Response:
-        name, version = _mv(request)
-        body = await _read_body(request, limit)
-        header_length: int | None = None
-        raw = request.headers.get(_HEADER_LENGTH)
-        if raw is not None:
-            try:
-                header_length = int(raw)
-            except ValueError:
-                raise InvalidArgument(
-                    f"Inference-Header-Content-Length {raw!r} is not an integer"
-                ) from None
-        raw_input = None
-        if header_length == 0:
-            spec = core.raw_input(name, version)
-            batching = core.manager.get(name, version).batching
-            shape = (1, *spec.dims) if batching else spec.dims
-            raw_input = request_codec.RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
-        infer_request = request_codec.decode_infer_request(
-            body,
-            model_name=name,
-            model_version=version,
-            content_type=request.headers.get("content-type"),
-            header_length=header_length,
-            raw_input=raw_input,
-            shared_memory=core.shared_memory,
-        )
-        response = await core.infer(infer_request)
-        payload, headers = response_codec.encode_infer_response(
-            response, infer_request, accept=request.headers.get("accept")
-        )
-        accept_encoding = request.headers.get("accept-encoding")
-        if accept_encoding:
-            payload, encoding = response_codec.encode_body(payload, accept_encoding)
-            if encoding:
-                headers["Content-Encoding"] = encoding
-        return Response(payload, headers=headers)
 
     async def repository_index(request: Request) -> Response:
         body = await _json_body(request, limit)
@@ -203,10 +164,10 @@ def create_app(core: InferenceCore) -> Starlette:
 
     async def sluice_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SluiceError)
-        response = _error(status_for(exc.code), exc.message)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        status, body, headers = error_parts(exc)
+        response = Response(body, status_code=status, media_type="application/json")
+        for key, value in headers:
+            response.headers[key.decode()] = value.decode()
         return response
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -237,8 +198,6 @@ def create_app(core: InferenceCore) -> Starlette:
         Route(mv + "/config", model_config, methods=["GET"]),
         Route(m + "/stats", model_stats, methods=["GET"]),
         Route(mv + "/stats", model_stats, methods=["GET"]),
-        Route(m + "/infer", infer, methods=["POST"]),
-        Route(mv + "/infer", infer, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
@@ -249,7 +208,7 @@ def create_app(core: InferenceCore) -> Starlette:
         Route(shm + "/region/{name}/unregister", shm_unregister, methods=["POST"]),
         Route("/v2/cudasharedmemory/{rest:path}", cuda_shm, methods=["GET", "POST"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={
             SluiceError: sluice_error,
@@ -257,3 +216,5 @@ def create_app(core: InferenceCore) -> Starlette:
             Exception: internal_error,
         },
     )
+    # Inference skips starlette's routing and middleware; see infer_route.py.
+    return InferRoute(core, app)

@@ -1,0 +1,149 @@
+"""The infer route, served as a raw ASGI endpoint in front of the starlette app.
+
+Inference is the hot route: it skips starlette's routing, middleware and
+request/response objects and talks ASGI directly. Everything else goes to
+starlette. Behaviour (errors, statuses, headers) is the same as the other routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from serving.core import InferenceCore
+from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError
+from serving.http import request_codec, response_codec
+from serving.http.errors import status_for
+
+__all__ = ["InferRoute", "error_parts"]
+
+log = logging.getLogger("sluice.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+def error_parts(exc: SluiceError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and extra headers for an error, shared by every HTTP route."""
+    headers = []
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+    return status_for(exc.code), response_codec.encode_error(exc.message), headers
+
+
+class InferRoute:
+    """ASGI app: POST .../infer handled here, every other request passed to ``fallback``."""
+
+    def __init__(self, core: InferenceCore, fallback: ASGIApp) -> None:
+        self.core = core
+        self.fallback = fallback
+        self.limit = core.settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _PATH.match(scope["path"])
+            if match is not None:
+                await self._infer(scope, receive, send, match.group(1), match.group(2) or "")
+                return
+        await self.fallback(scope, receive, send)
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str
+    ) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._read_body(receive, headers)
+            payload, out_headers = await self._answer(name, version, headers, body)
+            status = 200
+            raw_headers = [(k.lower().encode(), v.encode()) for k, v in out_headers.items()]
+        except SluiceError as exc:
+            status, payload, raw_headers = error_parts(exc)
+            raw_headers.append((b"content-type", b"application/json"))
+        except Exception as exc:
+            log.exception("unexpected error on POST %s", scope["path"])
+            status = 500
+            payload = response_codec.encode_error(f"internal error: {type(exc).__name__}: {exc}")
+            raw_headers = [(b"content-type", b"application/json")]
+        raw_headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        limit = self.limit
+        declared = headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"request body of {size} bytes exceeds the limit of {limit} bytes"
+                )
+        message = await receive()
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            total = len(body)
+            while message.get("more_body", False):
+                message = await receive()
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        elif len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        encoding = headers.get("content-encoding")
+        if encoding and encoding.strip().lower() != "identity":
+            body = request_codec.decode_body(body, encoding, limit)
+        return body
+
+    async def _answer(
+        self, name: str, version: str, headers: dict[str, str], body: bytes
+    ) -> tuple[bytes, dict[str, str]]:
+        core = self.core
+        header_length: int | None = None
+        raw = headers.get("inference-header-content-length")
+        if raw is not None:
+            try:
+                header_length = int(raw)
+            except ValueError:
+                raise InvalidArgument(
+                    f"Inference-Header-Content-Length {raw!r} is not an integer"
+                ) from None
+        raw_input = None
+        if header_length == 0:
+            model = core.manager.get(name, version)
+            spec = model.raw_input_spec()
+            shape = (1, *spec.dims) if model.batching else spec.dims
+            raw_input = request_codec.RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
+        infer_request = request_codec.decode_infer_request(
+            body,
+            model_name=name,
+            model_version=version,
+            content_type=headers.get("content-type"),
+            header_length=header_length,
+            raw_input=raw_input,
+            shared_memory=core.shared_memory,
+        )
+        response = await core.infer(infer_request)
+        payload, out_headers = response_codec.encode_infer_response(
+            response, infer_request, accept=headers.get("accept")
+        )
+        accept_encoding = headers.get("accept-encoding")
+        if accept_encoding:
+            payload, encoding = response_codec.encode_body(payload, accept_encoding)
+            if encoding:
+                out_headers["Content-Encoding"] = encoding
+        return payload, out_headers
