@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -61,7 +62,7 @@ def _metrics_app(metrics: Metrics) -> Starlette:
     return Starlette(routes=[Route("/metrics", render, methods=["GET"])])
 
 
-def _uvicorn(app: Starlette, settings: Settings) -> _Server:
+def _uvicorn(app: Any, settings: Settings) -> _Server:
     config = uvicorn.Config(
         app,
         loop="none",
@@ -71,6 +72,7 @@ def _uvicorn(app: Starlette, settings: Settings) -> _Server:
         log_level=settings.log_level,
         timeout_keep_alive=75,
         server_header=False,
+        proxy_headers=False,  # the client address is not used; skip the middleware
         date_header=False,
     )
     return _Server(config)
