@@ -19,8 +19,11 @@ echo "== generated protobuf code is current"
 "$VENV/bin/python" scripts/gen_protos.py --check
 
 echo "== lint and types"
-"$VENV/bin/ruff" check serving tests scripts setup.py
+"$VENV/bin/ruff" check serving registry_client benchmarks tests scripts setup.py
 "$VENV/bin/mypy"
+
+echo "== MLflow server for the registry tests (its own virtualenv)"
+bash scripts/setup_mlflow.sh
 
 echo "== test suite, native codecs"
 "$VENV/bin/python" -c 'import serving.codecs as c; assert c.IMPLEMENTATION == "native", c.IMPLEMENTATION; print("codecs:", c.IMPLEMENTATION)'
