@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8000")),
                        help="HTTP port; 0 picks a free one (default %(default)s)")  # fmt: skip
     serve.add_argument("--grpc-port", type=int, default=int(_env("GRPC_PORT", "8001")),
-                       help="gRPC port (accepted; the gRPC front end is not in this build)")  # fmt: skip
+                       help="gRPC port; 0 picks a free one (default %(default)s)")  # fmt: skip
     serve.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8002")),
                        help="Prometheus metrics port; 0 picks a free one (default %(default)s)")  # fmt: skip
     serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"],
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="max_batch_size given to models whose config leaves it to Sluice (default %(default)s)")  # fmt: skip
     serve.add_argument("--cache-dir", type=Path, default=os.environ.get("SLUICE_CACHE_DIR"),
                        help="directory for optimized-model caches (off when unset)")  # fmt: skip
+    serve.add_argument("--allow-shared-memory", action="store_true",
+                       default=_env("ALLOW_SHARED_MEMORY", "0") == "1",
+                       help="serve the system shared memory extension (tensors in POSIX shm regions)")  # fmt: skip
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"], help="(default %(default)s)")  # fmt: skip
 
@@ -80,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="an input: NAME=path.npy, NAME=path.json, or NAME=<inline JSON>; repeatable")  # fmt: skip
     infer.add_argument("--model-version", default="")
     infer.add_argument("--url", default=_env("URL", _DEFAULT_URL))
+    _add_registry_commands(sub)
     return parser
 
 
@@ -106,6 +110,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             max_request_bytes=args.max_request_size,
             default_max_batch_size=args.default_max_batch_size,
             cache_dir=args.cache_dir,
+            shared_memory=args.allow_shared_memory,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -248,7 +253,279 @@ def _cmd_infer(args: argparse.Namespace) -> None:
                       "model_version": result.get("model_version"), "outputs": printed}, indent=2))  # fmt: skip
 
 
-_COMMANDS = {"serve": _cmd_serve, "config": _cmd_config, "models": _cmd_models, "infer": _cmd_infer}
+_COMMANDS = {"serve": _cmd_serve, "config": _cmd_config, "models": _cmd_models, "infer": _cmd_infer,
+             "pull": lambda args: _cmd_pull(args), "registry": lambda args: _cmd_registry(args)}  # fmt: skip
+
+
+# -- model registry: `sluice pull` and `sluice registry ...` ------------------------------
+
+_PULL_EXIT_CODES = """exit codes: 0 installed (or already there), 2 bad reference or usage,
+3 not found, 4 verification failed (nothing installed), 5 network (unreachable, timed
+out, retries exhausted), 6 credentials refused (401/403), 7 not enough disk space,
+8 conflict (a pinned version, a foreign version directory), 9 files not reachable
+through the MLflow artifact proxy, 1 anything else"""
+
+
+def _registry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", default=os.environ.get("SLUICE_REGISTRY"), metavar="URI",
+                        help="mlflow+http(s)://HOST:PORT or a local registry directory "
+                        "(default: $SLUICE_REGISTRY, else $MLFLOW_TRACKING_URI)")  # fmt: skip
+
+
+def _add_registry_commands(sub: Any) -> None:
+    pull = sub.add_parser("pull", help="pull a model version from a registry into a model repository",
+                          epilog=_PULL_EXIT_CODES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    pull.add_argument("ref", metavar="REF",
+                      help="models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME@latest or models:/NAME?tag=value")  # fmt: skip
+    _registry_option(pull)
+    pull.add_argument("--model-repository", required=True, type=Path, metavar="DIR")
+    pull.add_argument("--as", dest="install_as", metavar="NAME", help="install under another model name")  # fmt: skip
+    pull.add_argument("--force", action="store_true",
+                      help="replace a version directory that was not installed from this version")  # fmt: skip
+    pull.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECS")
+    pull.add_argument("--stall-timeout", type=float, default=30.0, metavar="SECS",
+                      help="longest silence while reading a file before it counts as a failure")  # fmt: skip
+    pull.add_argument("--total-timeout", type=float, default=3600.0, metavar="SECS")
+    pull.add_argument("--retries", type=int, default=6, metavar="N",
+                      help="failed attempts in a row (without progress) before giving up")  # fmt: skip
+    pull.add_argument("--max-bandwidth", type=float, default=None, metavar="BYTES_PER_SEC")
+    pull.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto",
+                      help="auto: a progress bar on a terminal, one line per file otherwise")  # fmt: skip
+
+    registry = sub.add_parser("registry", help="manage a local registry; read MLflow; push to MLflow",
+                              epilog=_PULL_EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    rsub = registry.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    reg = rsub.add_parser("register", help="record files as the next version of NAME")
+    reg.add_argument("name")
+    reg.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help="files, or directories whose tree becomes the version")  # fmt: skip
+    reg.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    reg.add_argument("--alias", action="append", default=[])
+    reg.add_argument("--description", default="")
+    reg.add_argument("--git-commit", default="")
+    reg.add_argument("--dataset", default="")
+    reg.add_argument("--run-id", default="")
+    lst = rsub.add_parser("list", help="registered models, or the versions of NAME")
+    lst.add_argument("name", nargs="?")
+    show = rsub.add_parser("show", help="one version: files, digests, lineage (JSON)")
+    show.add_argument("ref", metavar="REF")
+    search = rsub.add_parser("search", help="versions carrying every given tag")
+    search.add_argument("--tag", action="append", required=True, metavar="KEY=VALUE")
+    search.add_argument("--name")
+    tag = rsub.add_parser("tag", help="set (or --remove) tags of a version")
+    tag.add_argument("name")
+    tag.add_argument("version", type=int)
+    tag.add_argument("tags", nargs="*", metavar="KEY=VALUE")
+    tag.add_argument("--remove", action="append", default=[], metavar="KEY")
+    alias = rsub.add_parser("alias", help="point ALIAS at VERSION (or --delete it)")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version", type=int, nargs="?")
+    alias.add_argument("--delete", action="store_true")
+    delete = rsub.add_parser("delete", help="delete a version (refused while a deployment pins it)")
+    delete.add_argument("name")
+    delete.add_argument("version", type=int)
+    delete.add_argument("--force", action="store_true", help="delete even if pinned")
+    push = rsub.add_parser("push", help="copy a local version to MLflow, with a digest manifest")
+    push.add_argument("ref", metavar="REF")
+    push.add_argument(
+        "--to", required=True, metavar="MLFLOW_URI", help="mlflow+http(s)://HOST:PORT"
+    )
+    push.add_argument("--name", help="registered model name in MLflow (default: the same)")
+    push.add_argument("--alias", action="append", default=[])
+    push.add_argument("--experiment-id", default="0")
+    for p in (reg, lst, show, search, tag, alias, delete, push):
+        _registry_option(p)
+
+
+def _key_values(items: Sequence[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{flag} {item!r} must look like KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _run_registry(coro_factory: Any) -> None:
+    """Run an async registry action; registry errors exit with their own code."""
+    import asyncio
+
+    from registry_client import RegistryError
+
+    try:
+        asyncio.run(coro_factory())
+    except RegistryError as exc:
+        _fail(exc.message, exc.exit_code)
+
+
+class _PullDisplay:
+    """A rich progress bar on a terminal; otherwise one line per file."""
+
+    def __init__(self, mode: str) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = mode
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _PullDisplay:
+        if self.mode == "bar":
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )  # fmt: skip
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(), transient=False,
+            )  # fmt: skip
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        if self._progress is not None:
+            task = self._tasks.get(event.path)
+            if event.kind in ("start", "cached") and task is None:
+                task = self._tasks[event.path] = self._progress.add_task(
+                    event.path, total=event.total
+                )
+            if task is not None and event.kind in (
+                "progress",
+                "start",
+                "cached",
+                "verified",
+                "restart",
+            ):
+                self._progress.update(task, completed=event.done, total=event.total)
+            if event.kind == "retry":
+                self._progress.console.print(f"[yellow]retrying {event.path} at byte {event.done}")
+            return
+        if self.mode == "none":
+            return
+        if event.kind == "cached":
+            print(f"{event.path}  {event.done} bytes  from cache", flush=True)
+        elif event.kind == "verified":
+            print(f"{event.path}  {event.done} bytes  {event.message}", flush=True)
+        elif event.kind in ("retry", "restart"):
+            detail = f": {event.message}" if event.message else ""
+            print(f"{event.path}  {event.kind} at byte {event.done}{detail}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _cmd_pull(args: argparse.Namespace) -> None:
+    from registry_client import HttpOptions, Puller, RetryPolicy, open_registry
+
+    if not args.model_repository.is_dir():
+        raise CommandError(f"model repository {args.model_repository} is not a directory")
+    options = HttpOptions(
+        connect_timeout=args.connect_timeout,
+        stall_timeout=args.stall_timeout,
+        total_timeout=args.total_timeout,
+        retry=RetryPolicy(max_attempts=max(1, args.retries)),
+        bandwidth=args.max_bandwidth,
+    )
+
+    async def pull() -> None:
+        with _PullDisplay(args.progress) as display:
+            async with open_registry(args.registry, options=options) as registry:
+                puller = Puller(registry, args.model_repository, options=options,
+                                on_event=display, force=args.force)  # fmt: skip
+                result = await puller.pull(args.ref, install_as=args.install_as)
+        version = result.version
+        verb = "installed" if result.installed else "already installed"
+        note = {"registry": "digests recorded by the registry",
+                "manifest": "digests from sluice-manifest.json",
+                "first-pull": "no published digests: recorded on first pull, verified from now on"}  # fmt: skip
+        print(f"{verb} {version.name} version {version.version} at {result.path} "
+              f"({note.get(version.digest_source, version.digest_source)})")  # fmt: skip
+
+    _run_registry(pull)
+
+
+def _print_version(version: Any) -> None:
+    print(json.dumps(version.to_json(), indent=2))
+
+
+def _cmd_registry(args: argparse.Namespace) -> None:
+    from registry_client import LocalRegistry, MlflowRegistry, open_registry, parse_reference
+
+    action = args.registry_command
+
+    async def act() -> None:
+        async with open_registry(args.registry, create=action == "register") as registry:
+            if action in ("register", "tag", "delete") and not isinstance(registry, LocalRegistry):
+                raise CommandError(f"'registry {action}' changes a local registry; "
+                                   "for MLflow use 'sluice registry push' or MLflow's own client")  # fmt: skip
+            if action == "register":
+                assert isinstance(registry, LocalRegistry)
+                version = registry.register(
+                    args.name, args.paths, tags=_key_values(args.tag, "--tag"), aliases=args.alias,
+                    description=args.description, git_commit=args.git_commit,
+                    dataset=args.dataset, run_id=args.run_id,
+                )  # fmt: skip
+                print(f"registered {version.name} version {version.version}")
+                for f in version.files:
+                    print(f"  {f.path}  {f.size} bytes  {f.digest}")
+            elif action == "list" and args.name:
+                for v in await registry.list_versions(args.name):
+                    aliases = f"  @{' @'.join(v.aliases)}" if v.aliases else ""
+                    tags = " ".join(f"{k}={val}" for k, val in sorted(v.lineage.tags.items()))
+                    print(
+                        f"{v.name}  {v.version}  {v.lineage.created_at}{aliases}  {tags}".rstrip()
+                    )
+            elif action == "list":
+                for m in await registry.list_models():
+                    aliases = " ".join(f"@{a}={n}" for a, n in sorted(m["aliases"].items()))
+                    print(f"{m['name']}  latest {m['latest_version']}  {aliases}".rstrip())
+            elif action == "show":
+                _print_version(await registry.resolve(parse_reference(args.ref)))
+            elif action == "search":
+                for v in await registry.search_versions(_key_values(args.tag, "--tag"), args.name):
+                    print(f"{v.name}  {v.version}")
+            elif action == "tag":
+                assert isinstance(registry, LocalRegistry)
+                version = registry.set_tags(args.name, args.version,
+                                            _key_values(args.tags, "tag"), args.remove)  # fmt: skip
+                print(" ".join(f"{k}={v}" for k, v in sorted(version.lineage.tags.items())))
+            elif action == "alias":
+                if args.delete == (args.version is not None):
+                    raise CommandError("give either VERSION or --delete")
+                if isinstance(registry, LocalRegistry):
+                    registry.set_alias(args.name, args.alias, args.version)
+                elif args.version is not None:
+                    await registry.set_alias(args.name, args.alias, args.version)
+                else:
+                    raise CommandError("removing an MLflow alias: use MLflow's own client")
+                print(f"{args.name}@{args.alias} -> {args.version if args.version else 'removed'}")
+            elif action == "delete":
+                assert isinstance(registry, LocalRegistry)
+                dropped = registry.delete_version(args.name, args.version, force=args.force)
+                extra = f" (aliases removed: {', '.join(dropped)})" if dropped else ""
+                print(f"deleted {args.name} version {args.version}{extra}")
+            elif action == "push":
+                from registry_client import push_to_mlflow
+
+                async with open_registry(args.to) as target:
+                    if not isinstance(target, MlflowRegistry):
+                        raise CommandError("--to must be mlflow+http(s)://HOST:PORT")
+                    number = await push_to_mlflow(
+                        registry, parse_reference(args.ref), target,
+                        name=args.name, aliases=args.alias, experiment_id=args.experiment_id,
+                    )  # fmt: skip
+                print(f"pushed to {args.to}: {args.name or parse_reference(args.ref).name} version {number}")  # fmt: skip
+
+    _run_registry(act)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
