@@ -13,21 +13,9 @@ not built, else the pure-Python ``_python`` module. Both expose:
 
 from __future__ import annotations
 
-import os
+from serving._twins import select_twin
 
-if os.environ.get("SLUICE_NO_EXTENSIONS") == "1":
-    from serving.batching import _python as _impl
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from serving.batching import _native as _impl  # type: ignore[attr-defined, no-redef]
-
-        IMPLEMENTATION = "native"
-    except ImportError:
-        from serving.batching import _python as _impl  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "python"
+_impl, IMPLEMENTATION = select_twin("serving.batching")
 
 assemble = _impl.assemble
 scatter = _impl.scatter

@@ -7,21 +7,9 @@ The one place that picks a twin: the Cython ``_native`` module unless
 
 from __future__ import annotations
 
-import os
+from serving._twins import select_twin
 
-if os.environ.get("SLUICE_NO_EXTENSIONS") == "1":
-    from serving.codecs import _python as _impl
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from serving.codecs import _native as _impl  # type: ignore[attr-defined, no-redef]
-
-        IMPLEMENTATION = "native"
-    except ImportError:
-        from serving.codecs import _python as _impl  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "python"
+_impl, IMPLEMENTATION = select_twin(__name__)
 
 decode_bytes = _impl.decode_bytes
 encode_bytes = _impl.encode_bytes

@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serving.core import InferenceCore
-from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
-from serving.http import request_codec, response_codec
-from serving.http.infer_route import ASGIApp, InferRoute, error_parts
+from serving.errors import InvalidArgument, SluiceError, Unsupported
+from serving.http import response_codec
+from serving.http.infer_route import ASGIApp, InferRoute, error_parts, read_body
 
 __all__ = ["create_app"]
 
@@ -38,28 +38,7 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
-        if size > limit:
-            raise PayloadTooLarge(
-                f"request body of {size} bytes exceeds the limit of {limit} bytes"
-            )
-    chunks = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding")
-    if encoding and encoding.strip().lower() != "identity":
-        body = request_codec.decode_body(body, encoding, limit)
-    return body
+    return await read_body(request.receive, request.headers, limit)
 
 
 async def _json_body(request: Request, limit: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from serving.core import InferenceCore
@@ -18,7 +18,7 @@ from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError
 from serving.http import request_codec, response_codec
 from serving.http.errors import status_for
 
-__all__ = ["InferRoute", "error_parts"]
+__all__ = ["InferRoute", "error_parts", "read_body"]
 
 log = logging.getLogger("sluice.http")
 
@@ -38,6 +38,39 @@ def error_parts(exc: SluiceError) -> tuple[int, bytes, list[tuple[bytes, bytes]]
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
     return status_for(exc.code), response_codec.encode_error(exc.message), headers
+
+
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole request body, decompressed, refused past ``limit`` bytes (both ways)."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
+        if size > limit:
+            raise PayloadTooLarge(
+                f"request body of {size} bytes exceeds the limit of {limit} bytes"
+            )
+    message = await receive()
+    body = message.get("body", b"")
+    if message.get("more_body", False):
+        chunks = [body]
+        total = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    elif len(body) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    encoding = headers.get("content-encoding")
+    if encoding and encoding.strip().lower() != "identity":
+        body = request_codec.decode_body(body, encoding, limit)
+    return body
 
 
 class InferRoute:
@@ -61,7 +94,7 @@ class InferRoute:
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            body = await self._read_body(receive, headers)
+            body = await read_body(receive, headers, self.limit)
             payload, out_headers = await self._answer(name, version, headers, body)
             status = 200
             raw_headers = [(k.lower().encode(), v.encode()) for k, v in out_headers.items()]
@@ -76,38 +109,6 @@ class InferRoute:
         raw_headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
-
-    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        limit = self.limit
-        declared = headers.get("content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise InvalidArgument(f"invalid Content-Length {declared!r}") from None
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"request body of {size} bytes exceeds the limit of {limit} bytes"
-                )
-        message = await receive()
-        body = message.get("body", b"")
-        if message.get("more_body", False):
-            chunks = [body]
-            total = len(body)
-            while message.get("more_body", False):
-                message = await receive()
-                chunk = message.get("body", b"")
-                total += len(chunk)
-                if total > limit:
-                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        elif len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        encoding = headers.get("content-encoding")
-        if encoding and encoding.strip().lower() != "identity":
-            body = request_codec.decode_body(body, encoding, limit)
-        return body
 
     async def _answer(
         self, name: str, version: str, headers: dict[str, str], body: bytes

@@ -82,10 +82,10 @@ def test_errors_are_the_same(twin: ModuleType) -> None:
 
 
 def test_twins_agree_on_random_shapes() -> None:
-    from tests.unit.serving.batching.conftest import load_twin
+    from tests.unit.serving.twins import load_twin
 
-    py = load_twin("py")
-    native = load_twin("native")
+    py = load_twin("serving.batching", "py")
+    native = load_twin("serving.batching", "native")
     rng = np.random.default_rng(7)
     for _ in range(200):
         ndim = int(rng.integers(0, 4))
