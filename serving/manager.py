@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 from serving.errors import InvalidArgument, NotFound, SluiceError, Unavailable, Unsupported
 from serving.metrics import Metrics
-from serving.model import ModelVersion, Runtime
+from serving.model import ModelVersion, Runtime, lineage_parameters
 from serving.scheduler import DirectScheduler, Scheduler
 from serving.settings import ControlMode, Settings
 
@@ -73,6 +73,7 @@ class ModelManager:
         self._poller: asyncio.Task[None] | None = None
         self._pending: dict[str, tuple] = {}  # poll mode: fingerprints seen once
         self._retiring: set[asyncio.Task[None]] = set()
+        self._pinned: dict[str, tuple[int, ...]] = {}  # set by the registry follower
 
     @property
     def repository(self) -> Path:
@@ -142,6 +143,19 @@ class ModelManager:
 
     def serving_versions(self) -> list[ModelVersion]:
         return [v for r in self._records.values() for v in r.serving.values()]
+
+    def pin_versions(self, name: str, versions: Iterable[int] | None) -> None:
+        """Serve exactly ``versions`` of ``name`` from the next load on, whatever the config's
+        ``version_policy`` says (``None`` gives the choice back to the policy).
+
+        The registry follower uses this rather than a config override so every load of
+        the model (start-up, poll mode, the repository API) keeps to the followed version
+        and still reads ``config.pbtxt`` from disk.
+        """
+        if versions is None:
+            self._pinned.pop(name, None)
+        else:
+            self._pinned[name] = tuple(sorted(set(versions)))
 
     def _why_not_ready(self, record: _ModelRecord) -> str:
         if record.reason:
@@ -243,9 +257,16 @@ class ModelManager:
             if directory is None:
                 raise NotFound(f"no model '{name}' in the model repository")
             record.disk_state = self._disk_state(model_dir, directory.versions)
+            pinned = self._pinned.get(name)
+            candidates = directory.versions
+            if pinned is not None:  # derive the config from the pinned version's graph
+                candidates = tuple(v for v in directory.versions if v in pinned)
             config = await loop.run_in_executor(
-                None, self._load_config, record, model_dir, directory.versions, config_override
+                None, self._load_config, record, model_dir, candidates, config_override
             )
+            if pinned is not None:
+                config.version_policy.Clear()
+                config.version_policy.specific.versions.extend(pinned)
             wanted = select_versions(config.version_policy, directory.versions)
             if not wanted:
                 raise InvalidArgument(
@@ -412,8 +433,14 @@ class ModelManager:
                 version=str(version),
             )
         else:
-            scheduler = DirectScheduler(runtime.run, runtime.instances, self._executor)
-        return ModelVersion(name, version, config, runtime, scheduler, self.metrics)
+            scheduler = DirectScheduler(
+                runtime.run,
+                runtime.instances,
+                self._executor,
+                inline_below_ns=self.settings.inline_execution_us * 1000,
+            )
+        lineage = lineage_parameters(self.repository / name / str(version))
+        return ModelVersion(name, version, config, runtime, scheduler, self.metrics, lineage)
 
     # -- polling -------------------------------------------------------------
 

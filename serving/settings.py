@@ -47,7 +47,12 @@ class Settings:
     cores: int = field(default_factory=_available_cores)
     cache_dir: Path | None = None
     drain_timeout_secs: float = 30.0
+    # Executions averaging under this run on the event loop (0: always in a thread).
+    inline_execution_us: int = 200
     shared_memory: bool = False  # Triton's system shared memory extension
+    workers: int = (
+        1  # server processes sharing the ports (serving.workers); cores divide among them
+    )
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -64,3 +69,13 @@ class Settings:
             raise ValueError("--load-model is only allowed with --model-control-mode explicit")
         if self.cores < 1:
             raise ValueError("cores must be at least 1")
+        if self.inline_execution_us < 0:
+            raise ValueError("--inline-execution-us must not be negative")
+        if self.workers < 1:
+            raise ValueError(f"--workers {self.workers} must be at least 1")
+        if self.workers > 1 and self.model_control_mode is ControlMode.EXPLICIT:
+            raise ValueError(
+                "--workers above 1 cannot run with --model-control-mode explicit: each worker "
+                "has its own models, and a load or unload through the API would reach only the "
+                "worker that got the request; use poll mode, or one worker"
+            )
