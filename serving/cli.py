@@ -62,8 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-shared-memory", action="store_true",
                        default=_env("ALLOW_SHARED_MEMORY", "0") == "1",
                        help="serve the system shared memory extension (tensors in POSIX shm regions)")  # fmt: skip
+    serve.add_argument("--workers", type=int, default=int(_env("WORKERS", "1")), metavar="N",
+                       help="server processes sharing the HTTP and gRPC ports, each with its own "
+                       "models and cores/N threads; not with explicit model control (default %(default)s)")  # fmt: skip
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                        choices=["debug", "info", "warning", "error"], help="(default %(default)s)")  # fmt: skip
+    # serving from a registry (serving.registry_follower)
+    serve.add_argument("--registry", metavar="URI",
+                       help="follow --model references in this registry: mlflow+http(s)://HOST:PORT "
+                       "or a local registry directory (with --model: default $SLUICE_REGISTRY, "
+                       "else $MLFLOW_TRACKING_URI)")  # fmt: skip
+    serve.add_argument("--model", action="append", default=[], metavar="REF", dest="registry_model",
+                       help="a model to pull at start and follow, e.g. models:/NAME@champion; repeatable")  # fmt: skip
+    serve.add_argument("--registry-poll-secs", type=float,
+                       default=float(_env("REGISTRY_POLL_SECS", "30")),
+                       help="seconds between registry checks for moved references (default %(default)s)")  # fmt: skip
+    serve.add_argument("--registry-retention", type=int,
+                       default=int(_env("REGISTRY_RETENTION", "3")), metavar="K",
+                       help="pulled versions kept on disk for rollback: the newest K plus the "
+                       "serving one (default %(default)s)")  # fmt: skip
 
     config = sub.add_parser("config", help="print a model's complete config (derived where absent)")
     config.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
@@ -92,6 +109,18 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+def _serve_registry(args: argparse.Namespace) -> str | None:
+    """``--registry``, else (only when ``--model`` is given) the environment's default."""
+    if args.registry or not args.registry_model:
+        return args.registry or None
+    from registry_client import RegistryError, default_registry_uri
+
+    try:
+        return default_registry_uri()
+    except RegistryError:
+        return None  # Settings says --model needs --registry
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from serving.server import run
     from serving.settings import ControlMode, Settings
@@ -111,6 +140,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             default_max_batch_size=args.default_max_batch_size,
             cache_dir=args.cache_dir,
             shared_memory=args.allow_shared_memory,
+            registry=_serve_registry(args),
+            registry_models=tuple(args.registry_model),
+            registry_poll_secs=args.registry_poll_secs,
+            registry_retention=args.registry_retention,
+            workers=args.workers,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

@@ -1,4 +1,9 @@
-"""Prometheus metrics for one server process, on their own registry."""
+"""Prometheus metrics for one server process, on their own registry.
+
+Under ``--workers N`` every worker's values live in prometheus_client's
+multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before
+the workers start), and the supervisor serves their sum: ``AggregatedMetrics``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from serving.stats import RequestTimings
 
-__all__ = ["Metrics"]
+__all__ = ["AggregatedMetrics", "Metrics"]
 
 _LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -81,9 +86,12 @@ class Metrics:
         self.load_failures = Counter(
             "sluice_model_load_failures", "Model version loads that failed", _MV, registry=r
         )
+        # multiprocess_mode matters only under ``--workers N`` (prometheus_client's
+        # multiprocess mode, see AggregatedMetrics): ready on any live worker; queues summed.
         self.model_ready = Gauge(
-            "sluice_model_ready", "1 while a model version serves traffic", _MV, registry=r
-        )
+            "sluice_model_ready", "1 while a model version serves traffic", _MV,
+            registry=r, multiprocess_mode="livemax",
+        )  # fmt: skip
         # The dynamic batcher (serving.batching): what it ran, what waits, what it turned away.
         self.batch_size = Histogram(
             "sluice_batch_size", "Rows in each execution the dynamic batcher ran",
@@ -91,7 +99,7 @@ class Metrics:
         )  # fmt: skip
         self.queue_depth = Gauge(
             "sluice_queue_depth", "Requests waiting in the dynamic batcher's queue",
-            _MV, registry=r,
+            _MV, registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.rejections = Counter(
             "sluice_rejections",
@@ -160,6 +168,26 @@ class Metrics:
     def observe_failure(self, model: str, version: str, total_ns: int) -> None:
         self.requests.labels(model, version, "failure").inc()
         self.request_duration.labels(model, version).observe(total_ns / 1e9)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class AggregatedMetrics:
+    """What the supervisor of ``--workers N`` serves: every worker's metrics, merged.
+
+    Counters and histograms are summed over every worker that ever ran (a dead
+    worker's counts stay, so totals never go back); gauges follow their
+    ``multiprocess_mode`` over the live workers. Names and labels are the ones a
+    single process renders.
+    """
+
+    def __init__(self, path: str) -> None:
+        from prometheus_client import multiprocess
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        multiprocess.MultiProcessCollector(self.registry, path=path)
+        self.registry.register(_GpuCollector())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,9 +7,11 @@ size) so every front end gets the same precise errors.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,7 +23,17 @@ from serving.scheduler import Scheduler
 from serving.stats import RequestTimings, VersionStats
 from serving.types import InferOutput, InferRequest, InferResponse
 
-__all__ = ["ModelVersion", "Runtime", "TensorSpec", "tensor_specs"]
+__all__ = [
+    "LINEAGE_FILE",
+    "ModelVersion",
+    "Runtime",
+    "TensorSpec",
+    "lineage_parameters",
+    "tensor_specs",
+]
+
+LINEAGE_FILE = "lineage.json"  # written beside the model files by registry_client's Puller
+_LINEAGE_SKIPPED = frozenset({"files", "aliases"})  # long, or stale once an alias moves
 
 
 class Runtime(Protocol):
@@ -69,6 +81,41 @@ def tensor_specs(tensors: Sequence[Any]) -> tuple[TensorSpec, ...]:
     return tuple(specs)
 
 
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    elif isinstance(value, list):
+        if all(not isinstance(v, Mapping | list) for v in value) and value:
+            out[prefix] = ",".join(str(v) for v in value)
+    elif value not in (None, ""):
+        out[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def lineage_parameters(version_dir: Path) -> dict[str, str]:
+    """``<version_dir>/lineage.json`` flattened for metadata ``parameters``: string values
+    under ``lineage.`` (``lineage.run_id``, ``lineage.git_commit``, ``lineage.registry``,
+    ``lineage.version``, ``lineage.tags.<key>``); empty when the version was not pulled.
+
+    Read once when the version loads, never per request.
+    """
+    try:
+        data = json.loads((Path(version_dir) / LINEAGE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, str] = {}
+    inner = data.get("lineage")
+    for key, value in data.items():
+        if key not in _LINEAGE_SKIPPED and key != "lineage":
+            _flatten(f"lineage.{key}", value, out)
+    if isinstance(inner, Mapping):
+        for key, value in inner.items():
+            _flatten(f"lineage.{key}", value, out)
+    return dict(sorted(out.items()))
+
+
 def _shape_matches(shape: Sequence[int], dims: Sequence[int]) -> bool:
     return len(shape) == len(dims) and all(
         d == -1 or d == s for s, d in zip(shape, dims, strict=True)
@@ -90,6 +137,7 @@ class ModelVersion:
         runtime: Runtime,
         scheduler: Scheduler,
         metrics: Metrics | None = None,
+        lineage: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -98,6 +146,7 @@ class ModelVersion:
         self.runtime = runtime
         self.scheduler = scheduler
         self.metrics = metrics
+        self.lineage = dict(lineage or {})  # registry lineage, for metadata parameters
         self.max_batch_size = int(config.max_batch_size)
         self.inputs = tensor_specs(config.input)
         self.outputs = tensor_specs(config.output)
@@ -115,6 +164,7 @@ class ModelVersion:
 
     def metadata(self, versions: Sequence[str]) -> dict[str, Any]:
         params: dict[str, Any] = {"execution_providers": ",".join(self.runtime.providers)}
+        params.update(self.lineage)
         return {
             "name": self.name,
             "versions": list(versions),

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -28,6 +30,10 @@ from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.settings import Settings
 
+if TYPE_CHECKING:
+    from serving.registry_follower import RegistryFollower
+    from serving.workers import WorkerLink
+
 __all__ = ["run", "serve"]
 
 log = logging.getLogger("sluice")
@@ -41,10 +47,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # one of --workers N: the kernel spreads connections among them
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -63,6 +71,8 @@ def _metrics_app(metrics: Metrics) -> Starlette:
 
 
 def _uvicorn(app: Any, settings: Settings) -> _Server:
+    # Under --workers N a worker drains within the bound the supervisor holds it to.
+    drain = math.ceil(settings.drain_timeout_secs) if settings.workers > 1 else None
     config = uvicorn.Config(
         app,
         loop="none",
@@ -74,6 +84,7 @@ def _uvicorn(app: Any, settings: Settings) -> _Server:
         server_header=False,
         proxy_headers=False,  # the client address is not used; skip the middleware
         date_header=False,
+        timeout_graceful_shutdown=drain,
     )
     return _Server(config)
 
@@ -87,16 +98,42 @@ def _describe_runtime() -> str:
     return f"codecs: {codecs}; batch assembly: {batching}; ONNX Runtime: {flavour} {version}"
 
 
-async def serve(settings: Settings) -> None:
+def _registry_follower(
+    settings: Settings, manager: ModelManager, worker: WorkerLink | None
+) -> RegistryFollower:
+    from serving.registry_follower import RegistryFollower
+
+    deployment = f"sluice-{socket.gethostname()}-{settings.http_port}"
+    if worker is not None or settings.http_port == 0:  # the port alone names no one process
+        deployment += f"-{os.getpid()}"
+    return RegistryFollower.from_settings(settings, manager, deployment)
+
+
+async def _start_models(core: InferenceCore, follower: RegistryFollower | None) -> None:
+    """Pull and pin the followed versions first, so the initial load already serves them."""
+    if follower is not None:
+        await follower.start()
+    await core.start()
+
+
+async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
+    """``worker``: run as one of ``--workers N`` (serving.workers): share the HTTP and gRPC
+    ports, report to the supervisor, and leave the metrics port to it."""
     metrics = Metrics()
     manager = ModelManager(settings, metrics)
     core = InferenceCore(settings, manager, metrics)
-    http_sock = _bind(settings.host, settings.http_port)
-    metrics_sock = _bind(settings.host, settings.metrics_port)
+    # --registry: pull and follow --model references (serving.registry_follower)
+    follower = _registry_follower(settings, manager, worker) if settings.registry else None
+    if worker is not None and worker.join_when_ready:
+        # a restarted worker takes no connections before its models are ready
+        await _start_models(core, follower)
+    http_sock = _bind(settings.host, settings.http_port, reuse_port=worker is not None)
+    # Under --workers N the supervisor serves every worker's metrics, summed.
+    metrics_sock = _bind(settings.host, settings.metrics_port) if worker is None else None
     http_server = _uvicorn(create_app(core), settings)
     metrics_server = _uvicorn(_metrics_app(metrics), settings)
     servers = (http_server, metrics_server)
-    grpc_server = GrpcServer(core)
+    grpc_server = GrpcServer(core, reuse_port=worker is not None)
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -116,29 +153,38 @@ async def serve(settings: Settings) -> None:
         grpc_port = await grpc_server.start(settings.host, settings.grpc_port)
     except BaseException:
         http_sock.close()
-        metrics_sock.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
         raise
     tasks = [
         asyncio.create_task(http_server.serve(sockets=[http_sock])),
-        asyncio.create_task(metrics_server.serve(sockets=[metrics_sock])),
         asyncio.create_task(grpc_server.wait()),
     ]
-    host, port = http_sock.getsockname()[:2]
-    log.info("HTTP service listening on %s:%d", host, port)
-    log.info("gRPC service listening on %s:%d", settings.host, grpc_port)
-    host, port = metrics_sock.getsockname()[:2]
-    log.info("metrics service listening on %s:%d", host, port)
+    if metrics_sock is not None:
+        tasks.append(asyncio.create_task(metrics_server.serve(sockets=[metrics_sock])))
+        host, port = http_sock.getsockname()[:2]
+        log.info("HTTP service listening on %s:%d", host, port)
+        log.info("gRPC service listening on %s:%d", settings.host, grpc_port)
+        host, port = metrics_sock.getsockname()[:2]
+        log.info("metrics service listening on %s:%d", host, port)
+    if worker is not None:
+        worker.listening(http_sock.getsockname()[1], grpc_port)
     try:
-        await core.start()
+        if not core.ready():
+            await _start_models(core, follower)
         await grpc_server.set_serving(core.ready())
         log.info("server ready: %d model version(s) serving", len(manager.serving_versions()))
+        if worker is not None:
+            worker.ready()
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop()
         # gRPC calls in flight finish (or are cancelled after the grace period)
         # before the core closes the models they run on.
-        await grpc_server.stop(grace=5.0)
+        await grpc_server.stop(grace=5.0 if worker is None else settings.drain_timeout_secs)
         await asyncio.gather(*tasks, return_exceptions=True)
+        if follower is not None:
+            await follower.close()  # stops following and clears this deployment's pin
         await core.close()
 
 
@@ -147,6 +193,11 @@ def run(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.workers > 1:  # a supervisor and N server processes (serving.workers)
+        from serving.workers import supervise
+
+        supervise(settings)
+        return
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

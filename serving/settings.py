@@ -50,9 +50,12 @@ class Settings:
     # Executions averaging under this run on the event loop (0: always in a thread).
     inline_execution_us: int = 200
     shared_memory: bool = False  # Triton's system shared memory extension
-    workers: int = (
-        1  # server processes sharing the ports (serving.workers); cores divide among them
-    )
+    workers: int = 1  # processes sharing the ports (serving.workers), cores divided
+    # Serving from a registry (serving.registry_follower): --registry URI --model REF...
+    registry: str | None = None
+    registry_models: tuple[str, ...] = ()
+    registry_poll_secs: float = 30.0
+    registry_retention: int = 3  # pulled versions kept on disk, besides the serving one
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -79,3 +82,22 @@ class Settings:
                 "has its own models, and a load or unload through the API would reach only the "
                 "worker that got the request; use poll mode, or one worker"
             )
+        self._check_registry()
+
+    def _check_registry(self) -> None:
+        if self.registry_models and not self.registry:
+            raise ValueError("--model needs --registry URI (or $SLUICE_REGISTRY)")
+        if self.registry and not self.registry_models:
+            raise ValueError("--registry needs at least one --model REF to follow")
+        if self.registry_poll_secs <= 0:
+            raise ValueError("--registry-poll-secs must be positive")
+        if self.registry_retention < 1:
+            raise ValueError("--registry-retention must be at least 1")
+        if self.registry_models:
+            from registry_client import RegistryError, parse_reference
+
+            for ref in self.registry_models:
+                try:
+                    parse_reference(ref)
+                except RegistryError as exc:
+                    raise ValueError(f"--model {ref!r}: {exc.message}") from None

@@ -28,8 +28,13 @@ _OPTIONS = [
 class GrpcServer:
     """Bound by ``start``; ``set_serving`` flips health; ``stop`` drains gracefully."""
 
-    def __init__(self, core: InferenceCore) -> None:
+    def __init__(self, core: InferenceCore, *, reuse_port: bool = False) -> None:
+        """``reuse_port``: share the port with the other ``--workers`` (SO_REUSEPORT); off,
+        a port already in use fails loudly."""
         self.core = core
+        self._options = [
+            (k, int(reuse_port) if k == "grpc.so_reuseport" else v) for k, v in _OPTIONS
+        ]
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
@@ -38,7 +43,7 @@ class GrpcServer:
         """Listen on ``host:port`` (0: a free port) and return the bound port."""
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
-        server = grpc.aio.server(options=_OPTIONS)
+        server = grpc.aio.server(options=self._options)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

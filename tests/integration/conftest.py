@@ -42,7 +42,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("server", "explicit_server", "poll_server"):
+        for name in ("server", "explicit_server", "poll_server", "workers_server", "fresh_server"):
             proc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if isinstance(proc, ServerProcess):
                 report.sections.append((f"{name} log", proc.log()[-6000:]))
