@@ -101,6 +101,22 @@ def build_seq() -> bytes:
     return _finish(graph, "sluice.benchmarks")
 
 
+IDENT_ELEMENTS = 1 << 20  # FP32 elements: 4 MiB a tensor
+
+
+def build_ident() -> bytes:
+    """INPUT0 -> OUTPUT0 identity on [batch, 1 Mi] FP32: moving 4 MiB each way is the work."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        "ident_4mb",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["batch", IDENT_ELEMENTS])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["batch", IDENT_ELEMENTS])],
+    )
+    return _finish(graph, "sluice.benchmarks")
+
+
 def _build_tiny() -> bytes:
     from serving.examples import build_mlp
 
@@ -109,7 +125,7 @@ def _build_tiny() -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class BenchModel:
-    key: str  # "tiny" | "wide" | "seq"
+    key: str  # "tiny" | "wide" | "seq" | "ident"
     file: str
     input_dims: tuple[int, ...]  # one sample, without the batch dimension; -1 variable
     output_dims: tuple[int, ...]
@@ -117,13 +133,20 @@ class BenchModel:
     input_name: str = "INPUT0"
 
     def build(self) -> bytes:
-        return {"tiny": _build_tiny, "wide": build_wide_mlp, "seq": build_seq}[self.key]()
+        builders = {
+            "tiny": _build_tiny,
+            "wide": build_wide_mlp,
+            "seq": build_seq,
+            "ident": build_ident,
+        }
+        return builders[self.key]()
 
 
 MODELS: dict[str, BenchModel] = {
     "tiny": BenchModel("tiny", "tiny_mlp.onnx", (64,), (10,)),
     "wide": BenchModel("wide", "wide_mlp.onnx", (WIDE_SIZES[0],), (WIDE_SIZES[-1],)),
     "seq": BenchModel("seq", "seq_pool.onnx", (-1, SEQ_FEATURES), (SEQ_CLASSES,)),
+    "ident": BenchModel("ident", "ident_4mb.onnx", (IDENT_ELEMENTS,), (IDENT_ELEMENTS,)),
 }
 
 
@@ -190,6 +213,7 @@ SLUICE_VARIANTS: dict[str, SluiceVariant] = {
         SluiceVariant("wide_mlp_batched", "wide", 64, 1, 1000),
         SluiceVariant("wide_mlp_batched_i2", "wide", 64, 2, 1000),
         SluiceVariant("seq_pool_batched", "seq", 64, 1, 500),
+        SluiceVariant("ident_4mb", "ident", 0, 1, None),
     )
 }
 

@@ -91,6 +91,16 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not log {list(kinds)} within {timeout:.0f}s")
 
+    def wait_log(self, text: str, timeout: float) -> None:
+        """Wait until the log contains ``text`` (e.g. a supervisor's "server ready")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            self.check_alive()
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not log {text!r} within {timeout:.0f}s")
+
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
             tail = "\n".join(self.log().splitlines()[-30:])

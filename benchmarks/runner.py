@@ -153,24 +153,33 @@ class Runner:
     def _sluice(self) -> None:
         variants = sorted({v for s in self.loads for v in s.sluice_variants})
         repo = write_sluice_repository(self.run_dir / "sluice_repository", self.onnx, variants)
-        cmd = [
-            sys.executable, "-m", "serving", "serve", "--model-repository", str(repo),
-            "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
-        ]  # fmt: skip
-        self.p.log(f"starting Sluice ({len(variants)} model configurations)")
-        with ServerProcess("sluice", cmd, self.run_dir / "sluice.log") as server:
-            ports = server.wait_listening(["HTTP", "metrics"], timeout=120)
-            host, port = ports["HTTP"]
-            wait_http_ready(f"http://{host}:{port}/v2/health/ready", 300, server.proc)
-            grpc = server.listening().get("gRPC")
-            grpc_target = f"{grpc[0]}:{grpc[1]}" if grpc else None
-            if grpc_target is None:
-                self.p.log("  Sluice logged no 'gRPC service listening' line: gRPC scenarios skip")
-            for scenario in self.loads:
-                for variant in scenario.sluice_variants:
-                    endpoint = _Endpoint("sluice", variant, server.pid, (host, port), grpc_target)
-                    self._scenario(scenario, endpoint, variant)
-                    server.check_alive()
+        for workers in sorted({w for s in self.loads for w in s.sluice_workers}):
+            loads = [s for s in self.loads if workers in s.sluice_workers]
+            cmd = [
+                sys.executable, "-m", "serving", "serve", "--model-repository", str(repo),
+                "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+                "--allow-shared-memory", "--workers", str(workers),
+            ]  # fmt: skip
+            suffix = "" if workers == 1 else f"+workers{workers}"
+            self.p.log(f"starting Sluice with {workers} worker(s) ({len(variants)} models)")
+            log = self.run_dir / f"sluice{suffix}.log"
+            with ServerProcess("sluice", cmd, log) as server:
+                ports = server.wait_listening(["HTTP", "metrics"], timeout=120)
+                host, port = ports["HTTP"]
+                wait_http_ready(f"http://{host}:{port}/v2/health/ready", 300, server.proc)
+                if workers > 1:
+                    server.wait_log("server ready", timeout=300)
+                grpc = server.listening().get("gRPC")
+                grpc_target = f"{grpc[0]}:{grpc[1]}" if grpc else None
+                if grpc_target is None:
+                    self.p.log("  no 'gRPC service listening' line: gRPC scenarios skip")
+                for scenario in loads:
+                    for variant in scenario.sluice_variants:
+                        endpoint = _Endpoint(
+                            "sluice", variant + suffix, server.pid, (host, port), grpc_target
+                        )
+                        self._scenario(scenario, endpoint, variant)
+                        server.check_alive()
 
     # -- the fixed-answer gRPC ceiling ------------------------------------------------------
 
@@ -252,12 +261,15 @@ class Runner:
         note = ""
         if endpoint.target == "mlserver" and encoding == "binary":
             encoding, note = "json", "MLServer has no binary tensor extension: JSON"
-        bodies = [
-            json_infer_body({model.input_name: x})
-            if encoding == "json"
-            else binary_infer_body({model.input_name: x}, [model.output_name])
-            for x in inputs
-        ]
+        if encoding == "shm":
+            bodies = [shm_infer_body(f"http://{host}:{port}", model, inputs[0], self.run_dir)]
+        else:
+            bodies = [
+                json_infer_body({model.input_name: x})
+                if encoding == "json"
+                else binary_infer_body({model.input_name: x}, [model.output_name])
+                for x in inputs
+            ]
         path = f"/v2/models/{model_name}/infer"
         problem = _http_preflight(f"http://{host}:{port}{path}", *bodies[0])
         if problem:
@@ -475,6 +487,44 @@ def _line(m: Measurement) -> str:
         f"server CPU {m.server_cpu_percent:.0f}%  RSS {m.server_peak_rss_mb:.0f} MB"
         + (f"  ({m.note})" if m.note else "")
     )
+
+
+def shm_infer_body(
+    base_url: str, model: Any, x: np.ndarray, run_dir: Path
+) -> tuple[bytes, dict[str, str]]:
+    """Put ``x`` in a POSIX shared-memory region, register input and output regions with
+    the server, and return the small JSON body that names them (no tensor bytes)."""
+    import json
+
+    size = x.nbytes
+    regions = {}
+    for role in ("in", "out"):
+        key = f"sluice-bench-{os.getpid()}-{role}"
+        path = Path("/dev/shm") / key
+        path.write_bytes(x.tobytes() if role == "in" else bytes(size))
+        regions[role] = key
+        body = json.dumps({"key": "/" + key, "offset": 0, "byte_size": size}).encode()
+        request = urllib.request.Request(
+            f"{base_url}/v2/systemsharedmemory/region/bench_{role}/register",
+            data=body, method="POST", headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            urllib.request.urlopen(request, timeout=30).read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400 or b"already" not in exc.read():
+                raise
+    (run_dir / "shm_regions.txt").write_text("\n".join(regions.values()) + "\n")
+    doc = {
+        "inputs": [{
+            "name": model.input_name, "datatype": "FP32", "shape": list(x.shape),
+            "parameters": {"shared_memory_region": "bench_in", "shared_memory_byte_size": size},
+        }],
+        "outputs": [{
+            "name": model.output_name,
+            "parameters": {"shared_memory_region": "bench_out", "shared_memory_byte_size": size},
+        }],
+    }  # fmt: skip
+    return json.dumps(doc).encode(), {"Content-Type": "application/json"}
 
 
 def _http_preflight(url: str, body: bytes, headers: dict[str, str]) -> str | None:

@@ -17,7 +17,7 @@ class Scenario:
     description: str
     model: str  # benchmarks.models.MODELS key; "" for micro-benchmarks
     protocol: Literal["http", "grpc", "micro"]
-    encoding: Literal["json", "binary", "grpc", ""]
+    encoding: Literal["json", "binary", "grpc", "shm", ""]
     connections: int
     objective: Objective  # what "best configuration" means here
     sluice_variants: tuple[str, ...] = ()
@@ -26,6 +26,7 @@ class Scenario:
     limit: bool = False  # in-process ONNX Runtime limit
     ceiling: bool = False  # fixed-answer grpc.aio server
     mlserver: bool = True
+    sluice_workers: tuple[int, ...] = (1,)  # `sluice serve --workers N` values tried
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -35,7 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
             "tiny_http_json_c32",
             "tiny MLP, HTTP JSON, 32 connections (closed loop)",
             "tiny", "http", "json", 32, "throughput",
-            ("tiny_mlp", "tiny_mlp_batched"),
+            ("tiny_mlp", "tiny_mlp_batched"), sluice_workers=(1, 2),
         ),
         Scenario(
             "tiny_http_json_c1",
@@ -65,13 +66,23 @@ SCENARIOS: dict[str, Scenario] = {
             "tiny_grpc_c16",
             "tiny MLP, gRPC, 16 concurrent requests on one channel",
             "tiny", "grpc", "grpc", 16, "throughput",
-            ("tiny_mlp", "tiny_mlp_batched"), ceiling=True,
+            ("tiny_mlp", "tiny_mlp_batched"), ceiling=True, sluice_workers=(1, 2),
         ),
         Scenario(
             "tiny_grpc_c1",
             "tiny MLP, gRPC, 1 connection (latency)",
             "tiny", "grpc", "grpc", 1, "p50",
             ("tiny_mlp", "tiny_mlp_batched"), ceiling=True,
+        ),
+        Scenario(
+            "ident4mb_http_binary_c1",
+            "4 MiB FP32 identity, HTTP binary tensors both ways, 1 connection",
+            "ident", "http", "binary", 1, "throughput", ("ident_4mb",), mlserver=False,
+        ),
+        Scenario(
+            "ident4mb_http_shm_c1",
+            "4 MiB FP32 identity, system shared memory in and out over HTTP, 1 connection",
+            "ident", "http", "shm", 1, "throughput", ("ident_4mb",), mlserver=False,
         ),
         Scenario(
             "codecs",
