@@ -460,8 +460,9 @@ class _PullDisplay:
 def _cmd_pull(args: argparse.Namespace) -> None:
     from registry_client import HttpOptions, Puller, RetryPolicy, open_registry
 
-    if not args.model_repository.is_dir():
+    if args.model_repository.exists() and not args.model_repository.is_dir():
         raise CommandError(f"model repository {args.model_repository} is not a directory")
+    args.model_repository.mkdir(parents=True, exist_ok=True)  # a first pull starts one
     options = HttpOptions(
         connect_timeout=args.connect_timeout,
         stall_timeout=args.stall_timeout,
