@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     duration = args.duration if args.duration is not None else (3.0 if args.quick else 15.0)
     warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 3.0)
-    out = args.out or DEFAULT_OUT / time.strftime("%Y%m%d-%H%M%S")
+    # Absolute: peers run with their own working directories.
+    out = (args.out or DEFAULT_OUT / time.strftime("%Y%m%d-%H%M%S")).resolve()
     options = RunOptions(
         scenarios=args.scenario or list(SCENARIOS),
         duration=duration,

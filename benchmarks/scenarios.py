@@ -75,6 +75,12 @@ SCENARIOS: dict[str, Scenario] = {
             ("tiny_mlp", "tiny_mlp_batched"), ceiling=True,
         ),
         Scenario(
+            "wide_grpc_c16",
+            "wide MLP, gRPC, 16 concurrent requests on one channel, dynamic batching",
+            "wide", "grpc", "grpc", 16, "throughput",
+            ("wide_mlp_batched", "wide_mlp_batched_i2"), limit=True, ceiling=True,
+        ),
+        Scenario(
             "ident4mb_http_binary_c1",
             "4 MiB FP32 identity, HTTP binary tensors both ways, 1 connection",
             "ident", "http", "binary", 1, "throughput", ("ident_4mb",), mlserver=False,
@@ -125,6 +131,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("tiny_grpc_c16", "throughput", "mlserver", 3.0, "higher"),
     Comparison("tiny_grpc_c1", "p50", "ceiling", 1.3, "lower"),
     Comparison("tiny_grpc_c1", "p50", "mlserver", None, "lower"),
+    Comparison("wide_grpc_c16", "throughput", "limit", None, "higher"),
+    Comparison("wide_grpc_c16", "throughput", "mlserver", None, "higher"),
+    Comparison("ident4mb_http_shm_c1", "throughput", "", None, "higher"),
     Comparison("codecs", "speedup", "python", 5.0, "higher", "codec_bytes_decode_10k"),
     Comparison("codecs", "speedup", "python", 5.0, "higher", "codec_json_to_array_fp32_150k"),
     Comparison("codecs", "speedup", "python", 2.0, "higher", "batch_assembly_32"),
