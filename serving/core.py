@@ -6,6 +6,7 @@ no serving logic of their own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from serving import __version__
@@ -111,8 +112,23 @@ class InferenceCore:
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
         return self.manager.index(ready_only)
 
-    async def load_model(self, name: str, config_override: Any = None) -> None:
-        await self.manager.load(name, config_override)
+    async def load_model(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Load (or reload) a model; ``parameters`` are the load request's, as plain values.
+
+        ``config`` (a JSON string or object) overrides config.pbtxt; model files sent
+        with the request (``file:`` parameters) are refused.
+        """
+        params = parameters or {}
+        if any(key.startswith("file:") for key in params):
+            raise InvalidArgument(
+                "loading model files through the request ('file:' parameters) is not supported"
+            )
+        override = params.get("config")
+        if isinstance(override, bytes):
+            override = override.decode("utf-8", errors="replace")
+        if override is not None and not isinstance(override, (str, dict)):
+            raise InvalidArgument("parameter 'config' must be a JSON string or object")
+        await self.manager.load(name, override)
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)

@@ -164,8 +164,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> Any:
-        override = codec.repository_parameters(request.parameters)
-        await self.core.load_model(request.model_name, override)
+        parameters = codec.parameters_to_dict(request.parameters)
+        await self.core.load_model(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
     @_rpc

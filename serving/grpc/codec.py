@@ -35,7 +35,6 @@ __all__ = [
     "encode_parameters",
     "encode_statistics",
     "parameters_to_dict",
-    "repository_parameters",
 ]
 
 # The typed field that carries each datatype, and the numpy type it widens to.
@@ -81,21 +80,6 @@ def encode_parameters(values: Mapping[str, Any], target: Any) -> None:
             param.double_param = value
         else:
             param.string_param = str(value)
-
-
-def repository_parameters(params: Mapping[str, Any]) -> Any:
-    """The config override of a load request (``parameters["config"]``), or None."""
-    values = parameters_to_dict(params)
-    if any(k.startswith("file:") for k in values):
-        raise InvalidArgument(
-            "loading model files through the request ('file:' parameters) is not supported"
-        )
-    override = values.get("config")
-    if isinstance(override, bytes):
-        override = override.decode("utf-8", errors="replace")
-    if override is not None and not isinstance(override, str):
-        raise InvalidArgument("parameters['config'] must be a JSON string (string_param)")
-    return override
 
 
 # -- requests ------------------------------------------------------------------

@@ -100,15 +100,7 @@ def create_app(core: InferenceCore) -> ASGIApp:
         params = body.get("parameters", {})
         if not isinstance(params, dict):
             raise InvalidArgument("'parameters' must be an object")
-        files = [k for k in params if k.startswith("file:")]
-        if files:
-            raise InvalidArgument(
-                "loading model files through the request ('file:' parameters) is not supported"
-            )
-        override = params.get("config")
-        if override is not None and not isinstance(override, (str, dict)):
-            raise InvalidArgument("'parameters.config' must be a JSON string or object")
-        await core.load_model(name, override)
+        await core.load_model(name, params)
         return Response(status_code=200)
 
     async def repository_unload(request: Request) -> Response:

@@ -173,11 +173,12 @@ def test_statistics_message() -> None:
     assert entry.batch_stats[0].compute_infer.count == 1
 
 
-def test_repository_parameters() -> None:
+def test_load_request_parameters_become_plain_values() -> None:
     msg = pb.RepositoryModelLoadRequest(model_name="m")
-    assert codec.repository_parameters(msg.parameters) is None
+    assert codec.parameters_to_dict(msg.parameters) == {}
     msg.parameters["config"].string_param = '{"max_batch_size": 2}'
-    assert codec.repository_parameters(msg.parameters) == '{"max_batch_size": 2}'
     msg.parameters["file:1/model.onnx"].bytes_param = b"x"
-    with pytest.raises(InvalidArgument, match="'file:' parameters"):
-        codec.repository_parameters(msg.parameters)
+    assert codec.parameters_to_dict(msg.parameters) == {
+        "config": '{"max_batch_size": 2}',
+        "file:1/model.onnx": b"x",
+    }
