@@ -47,6 +47,11 @@ class InferenceCore:
         await self.manager.start()
         self._started = True
 
+    def drain(self) -> None:
+        """Shutting down: requests in flight finish without waiting for batches to fill,
+        while the front ends stop taking new connections and wait for them."""
+        self.manager.drain()
+
     async def close(self) -> None:
         await self.manager.close()
         if self.shared_memory is not None:

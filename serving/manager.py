@@ -99,6 +99,11 @@ class ModelManager:
         if mode is ControlMode.POLL:
             self._poller = asyncio.create_task(self._poll_forever(), name="sluice-poller")
 
+    def drain(self) -> None:
+        """Shutting down: no serving version holds requests back to fill a batch any more."""
+        for version in self.serving_versions():
+            version.scheduler.drain()
+
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()

@@ -310,8 +310,10 @@ class ModelVersion:
                 self._idle.set()
 
     async def retire(self, drain_timeout: float = 30.0) -> None:
-        """Stop taking requests, wait for those in flight, then free the runtime."""
+        """Stop taking requests, run those in flight without waiting for batches to fill,
+        then free the runtime."""
         self._retired = True
+        self.scheduler.drain()
         try:
             await asyncio.wait_for(self._idle.wait(), drain_timeout)
         except TimeoutError:

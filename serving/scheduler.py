@@ -51,6 +51,11 @@ class Scheduler(Protocol):
         """
         ...
 
+    def drain(self) -> None:
+        """Hold nothing back any more: what is queued, and what arrives from now on,
+        runs as soon as an instance is free (a shutdown or a retiring version)."""
+        ...
+
     async def close(self) -> None:
         """Stop taking work; fail or finish what is queued."""
         ...
@@ -118,6 +123,9 @@ class DirectScheduler:
             done = clock()
         self._observe(done - started)
         return Execution(outputs, started - queued, done - started, batch_size)
+
+    def drain(self) -> None:
+        """Nothing is held back here: each request runs as soon as a slot is free."""
 
     async def close(self) -> None:
         """Nothing is queued here: each request holds its own slot while it runs."""

@@ -141,6 +141,7 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     def stop() -> None:
         if not stopping.is_set():
             log.info("shutting down")
+            core.drain()
         stopping.set()
         for s in servers:
             s.should_exit = True

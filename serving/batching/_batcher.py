@@ -76,7 +76,11 @@ class DynamicBatcher:
         self._settings = BatchingConfig.from_model_config(config)
         s = self._settings
         self._policy = FlushPolicy(
-            s.max_batch_size, s.max_queue_delay_ns, s.preferred_batch_sizes, s.max_waste
+            s.max_batch_size,
+            s.max_queue_delay_ns,
+            s.preferred_batch_sizes,
+            s.max_waste,
+            run_lone_at_once=s.run_lone_at_once,
         )
         self._padded = {p.name: p for p in s.padded}
         self._metrics = metrics
@@ -147,12 +151,17 @@ class DynamicBatcher:
                 self._release_in_order()
             raise
 
+    def drain(self) -> None:
+        """Stop waiting for batches to fill: run what is formed whenever an instance is free."""
+        if not self._draining:
+            self._draining = True
+            self.wake()
+
     async def close(self, *, finish_queued: bool = False) -> None:
         """Stop taking requests; fail what is queued (or run it), then wait for executions."""
         self._closed = True
         if finish_queued:
-            self._draining = True
-            self.wake()
+            self.drain()
         else:
             queued = list(self._queue)
             self._queue.remove(queued)

@@ -9,6 +9,12 @@ per input through the config ``parameters`` map:
 - ``sluice.pad_max_waste``: the largest fraction of padded elements a batch may hold
   (``0`` to ``1``, default ``0.5``); a request that would push a batch past it waits
   for a batch of its own length.
+
+And one switch of Sluice's own:
+
+- ``sluice.run_lone_at_once``: ``"true"`` (the default) runs a request at once when it is
+  the only one waiting and an instance is free; ``"false"`` makes it wait out
+  ``max_queue_delay_microseconds`` for company, as Triton does.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from serving.errors import InvalidArgument
 __all__ = [
     "PAD_MAX_WASTE_KEY",
     "PAD_PREFIX",
+    "RUN_LONE_KEY",
     "BatchingConfig",
     "PaddedInput",
     "QueuePolicy",
@@ -35,6 +42,7 @@ log = logging.getLogger("sluice.batching")
 
 PAD_PREFIX = "sluice.pad."
 PAD_MAX_WASTE_KEY = "sluice.pad_max_waste"
+RUN_LONE_KEY = "sluice.run_lone_at_once"
 DEFAULT_MAX_WASTE = 0.5
 
 
@@ -76,6 +84,7 @@ class BatchingConfig:
     queue_policies: tuple[QueuePolicy, ...] = (QueuePolicy(),)  # index level - 1
     padded: tuple[PaddedInput, ...] = ()
     max_waste: float = DEFAULT_MAX_WASTE
+    run_lone_at_once: bool = True
     # Per output name: the padded input whose variable dims it follows (None: all dims fixed).
     unpad_from: Mapping[str, str | None] = field(default_factory=dict)
 
@@ -110,6 +119,7 @@ class BatchingConfig:
             queue_policies=policies,
             padded=padded,
             max_waste=_max_waste(config.parameters),
+            run_lone_at_once=_run_lone_at_once(config.parameters),
             unpad_from=unpad_from,
         )
 
@@ -121,6 +131,15 @@ def _queue_policy(policy: Any) -> QueuePolicy:
         allow_timeout_override=bool(policy.allow_timeout_override),
         max_queue_size=int(policy.max_queue_size),
     )
+
+
+def _run_lone_at_once(parameters: Mapping[str, Any]) -> bool:
+    if RUN_LONE_KEY not in parameters:
+        return True
+    text = parameters[RUN_LONE_KEY].string_value
+    if text.strip().lower() not in ("true", "false"):
+        raise InvalidArgument(f"parameter {RUN_LONE_KEY} must be 'true' or 'false', got {text!r}")
+    return text.strip().lower() == "true"
 
 
 def _max_waste(parameters: Mapping[str, Any]) -> float:

@@ -71,11 +71,14 @@ class FlushPolicy:
         max_queue_delay_ns: int = 0,
         preferred_batch_sizes: Sequence[int] = (),
         max_waste: float = 1.0,
+        *,
+        run_lone_at_once: bool = True,
     ) -> None:
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_delay_ns = max(0, max_queue_delay_ns)
         self.preferred = frozenset(preferred_batch_sizes)
         self.max_waste = max_waste
+        self.run_lone_at_once = run_lone_at_once
 
     def decide(
         self, queue: PendingQueue, now_ns: int, free_instances: int, *, draining: bool = False
@@ -121,7 +124,7 @@ class FlushPolicy:
             if best:
                 chosen = members[:best]
                 return Flush(tuple(chosen), sum(i.rows for i in chosen), "preferred"), now_ns
-        if lone:
+        if lone and self.run_lone_at_once:
             return Flush(tuple(members), rows, "idle"), now_ns
         if draining:
             return Flush(tuple(members), rows, "closing"), now_ns

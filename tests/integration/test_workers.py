@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +40,8 @@ name: "held"
 max_batch_size: 32
 input [ { name: "INPUT0", data_type: TYPE_FP32, dims: [ 64 ] } ]
 output [ { name: "OUTPUT0", data_type: TYPE_FP32, dims: [ 10 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 2000000 }
+dynamic_batching { max_queue_delay_microseconds: 60000000 }
+parameters [ { key: "sluice.run_lone_at_once" value: { string_value: "false" } } ]
 """
 
 
@@ -49,8 +49,8 @@ dynamic_batching { max_queue_delay_microseconds: 2000000 }
 def workers_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("workers-repository")
     write_repository(repo, ["mlp", "identity_int32", "identity_int64"])
-    # Requests wait up to 2 s in its batcher to be batched: they are in flight when
-    # SIGTERM comes, and the drain runs them.
+    # Every request waits 60 s in its batcher for company, even a lone one: they are all still
+    # queued when SIGTERM comes, and the drain runs them at once (its timeout is 30 s).
     shutil.copytree(repo / "mlp", repo / "held")
     (repo / "held" / "config.pbtxt").write_text(_HELD_CONFIG)
     return repo
@@ -199,23 +199,21 @@ def test_sigterm_drains_requests_in_flight_and_exits_0(
 ) -> None:
     clients = 16
     connections = [_connect(protocol, fresh_server) for _ in range(clients)]
-    together = threading.Barrier(clients)
 
     def call(client: Any) -> None:
-        together.wait()  # all at once: each worker runs its first alone and queues the rest
         with contextlib.closing(client):
             _infer_on(client, "held")
 
     with ThreadPoolExecutor(clients) as pool:
         futures = [pool.submit(call, client) for client in connections]
 
-        def all_in_flight_or_done() -> bool:
+        def all_queued() -> bool:
             waiting = _metric(fresh_server, "sluice_queue_depth", "held")
             done = _metric(fresh_server, "sluice_inference_requests_total", "held")
-            return waiting + done == clients and waiting > 0
+            return waiting == clients and done == 0
 
-        # Every request waits in a worker's batcher (or is answered) ...
-        _wait_for(all_in_flight_or_done, "requests in the batchers", fresh_server)
+        # Every request waits in a worker's batcher ...
+        _wait_for(all_queued, "requests in the batchers", fresh_server)
         # ... when the supervisor is told to stop.
         fresh_server.proc.send_signal(signal.SIGTERM)
         for future in futures:

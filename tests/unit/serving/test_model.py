@@ -126,6 +126,9 @@ def test_retire_waits_for_requests_in_flight() -> None:
             order.append("executed")
             return await DirectScheduler(runtime.run, 1).schedule(inputs, output_names, batch_size)
 
+        def drain(self) -> None:
+            order.append("drained")
+
         async def close(self) -> None:
             order.append("closed")
 
@@ -144,4 +147,4 @@ def test_retire_waits_for_requests_in_flight() -> None:
         assert response.outputs[0].data.shape == (2, 3)
 
     asyncio.run(scenario())
-    assert order == ["executed", "closed", "retired"]
+    assert order == ["drained", "executed", "closed", "retired"]

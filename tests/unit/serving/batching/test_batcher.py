@@ -382,6 +382,39 @@ def test_a_model_whose_output_shape_is_unknown_does_not_pad() -> None:
     assert BatchingConfig.from_model_config(config).padded == ()
 
 
+def _lone_config(value: str) -> Any:
+    extra = (
+        f'parameters [ {{ key: "sluice.run_lone_at_once" value: {{ string_value: "{value}" }} }} ]'
+    )
+    return _config(batching="max_queue_delay_microseconds: 100", extra=extra)
+
+
+def test_a_lone_request_can_be_told_to_wait_for_company() -> None:
+    async def scenario() -> None:
+        h = Harness(_lone_config("false"))
+        first = h.submit(_x(1, 1))
+        await settle()
+        assert h.executor.jobs == []  # idle, yet it waits for the delay
+        second = h.submit(_x(1, 2))
+        h.clock.now = 100 * US
+        await settle()
+        h.batcher.wake()
+        await h.run_all()
+        assert first.result().batch_size == second.result().batch_size == 2
+        await h.batcher.close()
+
+    run(scenario)
+
+
+def test_run_lone_at_once_must_be_true_or_false() -> None:
+    from serving.batching import BatchingConfig
+
+    with pytest.raises(
+        InvalidArgument, match=r"sluice\.run_lone_at_once must be 'true' or 'false'"
+    ):
+        BatchingConfig.from_model_config(_lone_config("sometimes"))
+
+
 def test_preserve_ordering_releases_results_in_arrival_order() -> None:
     async def scenario(preserve: bool) -> None:
         h = Harness(_config(batching=f"preserve_ordering: {str(preserve).lower()}"), 2)
@@ -490,6 +523,32 @@ def test_close_can_finish_queued_work() -> None:
         assert h.runtime.sizes() == {1: 1, 2: 1}
         np.testing.assert_array_equal(queued[1].result().outputs["OUT"], [[14, 16]])
         assert h.metric("sluice_batches_short_total", reason="closing") == 1
+
+    run(scenario)
+
+
+def test_drain_runs_queued_work_without_waiting_and_keeps_taking_requests() -> None:
+    async def scenario() -> None:
+        h = Harness(_config(batching="max_queue_delay_microseconds: 60000000"))
+        h.submit(_x(1))  # alone on an idle model: runs at once
+        await settle()
+        queued = [h.submit(_x(1, 5)), h.submit(_x(1, 7))]
+        await settle()
+        await h.run_all()
+        assert h.runtime.sizes() == {1: 1}  # the other two wait for the 60 s delay
+        assert not any(task.done() for task in queued)
+        h.batcher.drain()
+        await settle()
+        await h.run_all()
+        np.testing.assert_array_equal(queued[1].result().outputs["OUT"], [[14, 16]])
+        assert h.metric("sluice_batches_short_total", reason="closing") == 1
+        later = [h.submit(_x(1, 1)), h.submit(_x(1, 2))]  # still taken, and not held back
+        await settle()
+        await h.run_all()
+        await settle()
+        await h.run_all()
+        assert all(task.done() for task in later)
+        assert h.clock.now == 0  # no time passed: nothing waited for the delay
 
     run(scenario)
 

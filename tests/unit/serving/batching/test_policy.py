@@ -42,6 +42,16 @@ def test_a_lone_request_runs_at_once_on_a_free_instance() -> None:
     assert _seqs(d) == [[1]] and d.flushes[0].short == "idle"
 
 
+def test_a_lone_request_waits_for_the_delay_when_told_to() -> None:
+    policy = FlushPolicy(8, 1000 * US, run_lone_at_once=False)
+    q = _queue(_item(1))
+    waiting = policy.decide(q, 0, 1)
+    assert waiting.flushes == () and waiting.wake_at_ns == 1000 * US
+    due = policy.decide(q, 1000 * US, 1)
+    assert _seqs(due) == [[1]] and due.flushes[0].short == "delay_expired"
+    assert _seqs(policy.decide(q, 0, 1, draining=True)) == [[1]]
+
+
 def test_waiting_requests_wait_for_the_delay_then_run_together() -> None:
     policy = FlushPolicy(8, 100 * US)
     q = _queue(_item(1, 2, at=0), _item(2, 3, at=40))
