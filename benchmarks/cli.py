@@ -39,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         help="peers to run beside Sluice (default: mlserver; `--peers none` for Sluice alone)",
     )  # fmt: skip
     run.add_argument(
-        "--client", action="append", choices=["own", "wrk"], dest="clients",
-        help="HTTP load generators (default: own, plus wrk when installed)",
+        "--client", action="append", choices=["own", "wrk", "h2load"], dest="clients",
+        help="load generators (default: own; wrk for HTTP and h2load for gRPC when installed)",
     )  # fmt: skip
     run.add_argument(
         "--quick", action="store_true",
@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         warmup=warmup,
         out=out,
         peers=[p for p in args.peers if p != "none"],
-        clients=args.clients or ["own", "wrk"],
+        clients=args.clients or ["own", "wrk", "h2load"],
         quick=args.quick,
         mlserver_venv=args.mlserver_venv or DEFAULT_VENV,
         command="python -m benchmarks " + shlex.join(argv),

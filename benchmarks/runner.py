@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import wrk
+from benchmarks import h2load, wrk
 from benchmarks.codec_bench import run_micro_benchmarks
 from benchmarks.grpc_client import GrpcSender, open_channel
 from benchmarks.histogram import LatencySummary, summarize_values
@@ -60,7 +60,7 @@ class RunOptions:
     warmup: float = 3.0
     out: Path = Path("benchmarks/results")
     peers: list[str] = field(default_factory=lambda: ["mlserver"])
-    clients: list[str] = field(default_factory=lambda: ["own", "wrk"])
+    clients: list[str] = field(default_factory=lambda: ["own", "wrk", "h2load"])
     quick: bool = False
     mlserver_venv: Path = DEFAULT_VENV
     seed: int = 1
@@ -350,6 +350,29 @@ class Runner:
         self._measure(
             scenario, endpoint, "grpc.aio", spec, label, "", lambda: _run_async(go(), False)
         )
+        if "h2load" in self.o.clients and h2load.available():
+            self._h2load(scenario, endpoint, requests[0], f"{label} (h2load)")
+
+    def _h2load(self, scenario: Scenario, endpoint: _Endpoint, request: bytes, label: str) -> None:
+        """``scenario.connections`` HTTP/2 connections, one call in flight on each."""
+        assert endpoint.grpc is not None
+        stem = f"h2load_{scenario.name}_{endpoint.target}_{endpoint.config}"
+        folder = self.run_dir / "h2load"
+        folder.mkdir(exist_ok=True)
+        body_file = folder / f"{stem}.body"
+        body_file.write_bytes(h2load.grpc_body(request))
+        spec = LoadSpec(scenario.connections, self.o.duration, self.o.warmup)
+        target = endpoint.grpc
+
+        def go() -> LoadResult:
+            result = h2load.run_h2load(
+                target, body_file, folder / f"{stem}.tsv", connections=spec.connections,
+                streams=1, duration=spec.duration, warmup=spec.warmup,
+            )  # fmt: skip
+            (folder / f"{stem}.txt").write_text(result.raw)
+            return LoadResult(spec.duration, result.latencies_us, result.errors)
+
+        self._measure(scenario, endpoint, "h2load", spec, label, "", go, children=True)
 
     def _sweep(
         self,
@@ -443,13 +466,16 @@ class Runner:
         label: str,
         note: str,
         run: Any,
+        *,
+        children: bool = False,
     ) -> Measurement:
+        """``children``: the client is a child process (its CPU is counted, not ours)."""
         self.p.begin(label)
-        cpu_before = time.process_time()
+        cpu_before = _client_cpu(children)
         wall_before = time.monotonic()
         with ResourceMonitor(endpoint.pid) as monitor:
             result: LoadResult = run()
-        client_cpu = 100.0 * (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
+        client_cpu = 100.0 * (_client_cpu(children) - cpu_before) / (time.monotonic() - wall_before)
         summary, histogram = summarize_values(result.latencies_us)
         notes = [note] if note else []
         if result.error_samples:
@@ -476,6 +502,13 @@ class Runner:
         self.report.measurements.append(m)
         self.p.end(_line(m))
         return m
+
+
+def _client_cpu(children: bool) -> float:
+    if not children:
+        return time.process_time()
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _line(m: Measurement) -> str:
