@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ _SERVICE = "inference.GRPCInferenceService"
 _LIVE = b"\x08\x01"  # ServerLiveResponse / ServerReadyResponse / ModelReadyResponse: true
 
 
-async def serve(response: bytes, host: str, port: int) -> None:
+async def serve(
+    response: bytes, host: str, port: int, options: Sequence[tuple[str, Any]] = ()
+) -> None:
+    """``options``: more grpcio channel arguments (benchmarks.grpc_shapes tries some)."""
     import grpc
 
     async def infer(_request: bytes, _context: Any) -> bytes:
@@ -37,9 +41,8 @@ async def serve(response: bytes, host: str, port: int) -> None:
         "ServerReady": grpc.unary_unary_rpc_method_handler(yes),
         "ModelReady": grpc.unary_unary_rpc_method_handler(yes),
     }
-    server = grpc.aio.server(
-        options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    )
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    server = grpc.aio.server(options=unlimited + list(options))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()

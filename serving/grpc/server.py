@@ -7,6 +7,9 @@ core is ready, SERVING after, and NOT_SERVING again while shutting down.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -28,13 +31,19 @@ _OPTIONS = [
 class GrpcServer:
     """Bound by ``start``; ``set_serving`` flips health; ``stop`` drains gracefully."""
 
-    def __init__(self, core: InferenceCore, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        core: InferenceCore,
+        *,
+        reuse_port: bool = False,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         """``reuse_port``: share the port with the other ``--workers`` (SO_REUSEPORT); off,
-        a port already in use fails loudly."""
+        a port already in use fails loudly. ``options``: more grpcio channel arguments."""
         self.core = core
         self._options = [
             (k, int(reuse_port) if k == "grpc.so_reuseport" else v) for k, v in _OPTIONS
-        ]
+        ] + list(options)
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -50,6 +52,23 @@ def test_short_executions_move_onto_the_event_loop() -> None:
     # the first run measures in a thread; the rest are short, so they run on the loop
     assert threads[0] != "MainThread"
     assert threads[1:] == ["MainThread"] * 3
+
+
+def test_a_slow_handoff_to_the_thread_does_not_count_as_execution() -> None:
+    """On a busy server the thread handoff takes far longer than a tiny model's run; only
+    the run decides whether the next executions go inline."""
+    threads: list[str] = []
+
+    class SlowHandoff(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(0.005)  # 5 ms before the run starts: a loaded machine
+            return super().submit(fn, *args, **kwargs)
+
+    with SlowHandoff(1) as executor:
+        scheduler = DirectScheduler(_recording_run(threads), 1, executor, inline_below_ns=1_000_000)
+        _schedule_n(scheduler, 3)
+    assert threads[0] != "MainThread"
+    assert threads[1:] == ["MainThread"] * 2
 
 
 def test_long_executions_stay_in_threads() -> None:
