@@ -595,6 +595,7 @@ def _machine() -> dict[str, Any]:
     except ImportError:
         pass
     info["wrk"] = "yes" if wrk.available() else "not installed"
+    info["h2load"] = "yes" if h2load.available() else "not installed"
     return info
 
 
