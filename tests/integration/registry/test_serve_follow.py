@@ -204,6 +204,47 @@ def test_a_server_started_while_the_registry_is_unreachable_serves_the_disk(
         assert server.stop() == 0, server.log()[-6000:]
 
 
+def test_every_worker_follows_the_alias(tmp_path: Path, model_files: tuple[Path, Path]) -> None:
+    """``--workers 2``: each worker follows on its own (and pins what it serves); an alias
+    move reaches both, whichever one a new connection lands on."""
+    v1, v2 = model_files
+    registry = LocalRegistry(tmp_path / "registry")
+    registry.register("simple", [v1], aliases=["champion"])
+    registry.register("simple", [v2])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    server = ServerProcess(repo, "--workers", "2", "--registry", str(registry.root),
+                           "--model", "models:/simple@champion", "--registry-poll-secs", "0.2",
+                           log_dir=tmp_path, wait_ready=False)  # fmt: skip
+
+    def served() -> set[tuple[str, ...]]:
+        """What 30 new connections (spread by the kernel over the workers) are told."""
+        answers = set()
+        for _ in range(30):
+            meta = httpx.get(f"{server.http_url}/v2/models/simple", timeout=30).json()
+            answers.add(tuple(meta.get("versions", ())))
+        return answers
+
+    try:
+        deadline = time.monotonic() + 90
+        while "server ready: 2 workers serving" not in server.log():
+            assert time.monotonic() < deadline, server.log()[-6000:]
+            time.sleep(0.1)
+        assert served() == {("1",)}
+        assert len(registry.pins()) == 2  # one deployment per worker process
+        out = _sluice("registry", "alias", "simple", "champion", "2",
+                      "--registry", str(registry.root))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        deadline = time.monotonic() + 60
+        while served() != {("2",)}:
+            assert time.monotonic() < deadline, server.log()[-6000:]
+            time.sleep(0.2)
+        assert sorted(p.name for p in (repo / "simple").iterdir()) == ["1", "2"]
+    finally:
+        assert server.stop() == 0, server.log()[-6000:]
+    assert registry.pins() == []
+
+
 def test_following_an_mlflow_alias_under_load(
     mlflow_server: MlflowServer, tmp_path: Path, model_files: tuple[Path, Path]
 ) -> None:
