@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import platform
+import subprocess
 import sys
 import time
 import urllib.error
@@ -372,7 +373,11 @@ class Runner:
             (folder / f"{stem}.txt").write_text(result.raw)
             return LoadResult(spec.duration, result.latencies_us, result.errors)
 
-        self._measure(scenario, endpoint, "h2load", spec, label, "", go, children=True)
+        try:
+            self._measure(scenario, endpoint, "h2load", spec, label, "", go, children=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # h2load failed: say so, go on
+            self.p.end(f"  {label}: h2load failed")
+            self._skip(label, str(exc)[:300])
 
     def _sweep(
         self,
