@@ -137,9 +137,10 @@ def _run_lone_at_once(parameters: Mapping[str, Any]) -> bool:
     if RUN_LONE_KEY not in parameters:
         return True
     text = parameters[RUN_LONE_KEY].string_value
-    if text.strip().lower() not in ("true", "false"):
+    value = text.strip().lower()
+    if value not in ("true", "false"):
         raise InvalidArgument(f"parameter {RUN_LONE_KEY} must be 'true' or 'false', got {text!r}")
-    return text.strip().lower() == "true"
+    return value == "true"
 
 
 def _max_waste(parameters: Mapping[str, Any]) -> float:
