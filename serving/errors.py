@@ -16,7 +16,10 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "RequestTimeout",
     "SluiceError",
+    "Unauthenticated",
     "Unavailable",
     "Unsupported",
 ]
@@ -29,6 +32,9 @@ class ErrorCode(enum.Enum):
     UNSUPPORTED = "unsupported"
     INTERNAL = "internal"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNAUTHENTICATED = "unauthenticated"  # no credentials, or ones that do not verify
+    PERMISSION_DENIED = "permission_denied"  # verified, but without the scope the call needs
+    REQUEST_TIMEOUT = "request_timeout"  # the client was too slow sending its request
 
 
 class SluiceError(Exception):
@@ -63,6 +69,18 @@ class InternalError(SluiceError):
 
 class PayloadTooLarge(SluiceError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class Unauthenticated(SluiceError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(SluiceError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class RequestTimeout(SluiceError):
+    code = ErrorCode.REQUEST_TIMEOUT
 
 
 class Overloaded(Unavailable):
