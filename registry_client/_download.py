@@ -3,7 +3,8 @@
 Over HTTP a dropped connection resumes with ``Range`` + ``If-Range`` (the validator
 of the first response is kept beside the part file, so a new process can resume
 too); a server that ignores the range (answers 200) or whose file changed restarts
-the file from byte 0. Transient failures (connection errors, stalls, 5xx, 429) are
+the file from byte 0. A local file resumes the same way, its path, size and
+modification time standing in for the validator. Transient failures (connection errors, stalls, 5xx, 429) are
 retried with exponential backoff and jitter; 401/403/404 fail at once.
 """
 
@@ -253,10 +254,27 @@ async def fetch_local(
     throttle: Throttle,
     progress: Progress | None = None,
 ) -> str:
-    """Copy a local file (a registry blob) into ``part``, hashing it; return ``sha256:<hex>``."""
-    pf = _PartFile(part, resume=False)
+    """Copy a local file (a registry blob) into ``part``, hashing it; return ``sha256:<hex>``.
+
+    A part left by an interrupted copy of the same file resumes where it ends: the
+    source's path, size and modification time are kept beside the part (as an HTTP
+    validator is), so a part of anything else starts over.
+    """
     try:
+        stat = source.stat()
+    except FileNotFoundError:
+        raise NotFound(f"registry file {source} is missing") from None
+    url = source.resolve().as_uri()
+    validator = f"{stat.st_size}:{stat.st_mtime_ns}"
+    resume = _load_validator(part, url) == validator
+    pf = _PartFile(part, resume=resume)
+    try:
+        if pf.size > stat.st_size:
+            pf.restart()
+        if not resume:
+            _save_validator(part, url, validator)
         with source.open("rb") as f:
+            f.seek(pf.size)
             while chunk := await asyncio.to_thread(f.read, options.chunk_size):
                 pf.write(chunk)
                 if progress:
