@@ -195,23 +195,23 @@ output [{ name: "y" data_type: TYPE_FP32 dims: [3] }]
             "version_policy.latest.num_versions 4294967295 exceeds the limit of 1000",
         ),
         (
-            "model_warmup [{ name: \"w\" batch_size: 9 count: 1 inputs { key: \"x\" value { "
+            'model_warmup [{ name: "w" batch_size: 9 count: 1 inputs { key: "x" value { '
             "data_type: TYPE_FP32 dims: [3] zero_data: true } } }]",
             r"model_warmup\[0\].batch_size 9 exceeds max_batch_size 8",
         ),
         (
-            "model_warmup [{ name: \"w\" batch_size: 1 count: 4294967295 inputs { key: \"x\" "
+            'model_warmup [{ name: "w" batch_size: 1 count: 4294967295 inputs { key: "x" '
             "value { data_type: TYPE_FP32 dims: [3] zero_data: true } } }]",
             r"model_warmup\[0\].count 4294967295 exceeds the limit of 1000",
         ),
         (
-            "model_warmup [{ name: \"w\" batch_size: 8 count: 1 inputs { key: \"x\" value { "
+            'model_warmup [{ name: "w" batch_size: 8 count: 1 inputs { key: "x" value { '
             "data_type: TYPE_FP32 dims: [65536, 65536] zero_data: true } } }]",
             r"model_warmup\[0\].inputs\['x'\] holds 34359738368 elements \(batch_size x dims\), "
             "over the limit of 268435456",
         ),
         (
-            "model_warmup [{ name: \"w\" count: 1 inputs { key: \"x\" value { "
+            'model_warmup [{ name: "w" count: 1 inputs { key: "x" value { '
             "data_type: TYPE_FP32 dims: [3, -1] zero_data: true } } }]",
             r"model_warmup\[0\].inputs\['x'\].dims \[3, -1\]: each dim must be positive",
         ),
