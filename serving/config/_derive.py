@@ -136,17 +136,20 @@ def _check_dims(
                 f"for {role} {tensor.name!r}, but the ONNX graph's shape is {list(graph_dims)}"
             )
         graph_dims = graph_dims[1:]
-    if not graph_dims and model_dims == [1]:
-        return  # a scalar in Triton's spelling
+    # As Triton: a scalar (per batch item) is dims [1] with reshape { shape: [] }; dims [1]
+    # alone on a scalar is refused, since the answers would not have the shape it states.
     compatible = len(model_dims) == len(graph_dims) and all(
         c == g or c == -1 or g == -1 for c, g in zip(model_dims, graph_dims, strict=True)
     )
     if not compatible:
         what = "reshape" if tensor.HasField("reshape") else "dims"
         batch_note = " (after the batch dimension)" if max_batch_size > 0 else ""
+        hint = ""
+        if not graph_dims and model_dims == [1]:
+            hint = "; a scalar per batch item is dims: [1] with reshape: { shape: [] }"
         raise InvalidArgument(
             f"{source}: {role} {tensor.name!r} has {what} {model_dims} but the ONNX graph's "
-            f"shape{batch_note} is {list(graph_dims)}"
+            f"shape{batch_note} is {list(graph_dims)}{hint}"
         )
 
 

@@ -148,6 +148,17 @@ def test_graph_without_shape_needs_dims_in_config(model_dir: Path, write_config)
             'max_batch_size: 4 input [{ name: "x" dims: [1, 3] reshape { shape: [1, 2] } }]',
             r"input 'x' has reshape \[1, 2\] but the ONNX graph's shape",
         ),
+        (
+            'max_batch_size: 4 output [{ name: "n" dims: [1] }]',
+            r"output 'n' has dims \[1\] but the ONNX graph's shape \(after the batch "
+            r"dimension\) is \[\]; a scalar per batch item is dims: \[1\] with "
+            r"reshape: \{ shape: \[\] \}",
+        ),
+        (
+            'max_batch_size: 4 input [{ name: "ids" dims: [3, 7] }]',
+            r"input 'ids' has dims \[3, 7\] but the ONNX graph's shape \(after the batch "
+            r"dimension\) is \[2, -1\]",
+        ),
     ],
 )
 def test_config_contradicting_graph_is_rejected(
@@ -157,6 +168,16 @@ def test_config_contradicting_graph_is_rejected(
 
     with pytest.raises(InvalidArgument, match=f"^{re.escape(str(path))}: {message}"):
         load_model_config(model_dir, batchable_onnx)
+
+
+def test_scalar_per_batch_item_is_dims_one_with_an_empty_reshape(
+    model_dir: Path, batchable_onnx: Path, write_config
+):
+    write_config('max_batch_size: 4 output [{ name: "n" dims: [1] reshape { shape: [] } }]')
+
+    cfg = load_model_config(model_dir, batchable_onnx)
+
+    assert dims_of(cfg.output) == {"n": [1], "y": [3]}
 
 
 def test_variable_config_dims_match_fixed_graph_dims(
