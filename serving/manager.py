@@ -27,6 +27,11 @@ __all__ = ["ModelManager", "VersionStatus"]
 
 log = logging.getLogger("sluice.manager")
 
+
+class _LoadFailed(InvalidArgument):
+    """A load that failed, already counted and logged where it failed (once per version)."""
+
+
 READY = "READY"
 LOADING = "LOADING"
 UNAVAILABLE = "UNAVAILABLE"
@@ -94,6 +99,8 @@ class ModelManager:
         for name in names:
             try:
                 await self.load(name, _internal=True)
+            except _LoadFailed:
+                pass  # counted and logged where it failed
             except SluiceError as exc:
                 log.error("model '%s' failed to load: %s", name, exc.message)
         if mode is ControlMode.POLL:
@@ -221,7 +228,7 @@ class ModelManager:
             failures = await self._load_locked(record, model_dir, config_override)
         if failures:
             kept = " (the versions already serving keep serving)" if record.serving else ""
-            raise InvalidArgument(f"failed to load model '{name}': {'; '.join(failures)}{kept}")
+            raise _LoadFailed(f"failed to load model '{name}': {'; '.join(failures)}{kept}")
 
     async def unload(self, name: str, *, _internal: bool = False) -> None:
         if not _internal and self.settings.model_control_mode is not ControlMode.EXPLICIT:
@@ -278,6 +285,9 @@ class ModelManager:
                     "no version directory matches the version policy "
                     f"(on disk: {list(directory.versions) or 'none'})"
                 )
+        except _LoadFailed as exc:  # every candidate version failed, each counted and logged
+            record.reason = exc.message
+            return [exc.message]
         except SluiceError as exc:
             record.reason = exc.message
             self.metrics.load_failures.labels(name, "").inc()
@@ -404,7 +414,7 @@ class ModelManager:
                 self.metrics.load_failures.labels(record.name, str(version)).inc()
                 log.error("model '%s' version %d: %s", record.name, version, exc.message)
         if error is not None:
-            raise error
+            raise _LoadFailed(error.message)
         return load_model_config(model_dir, None, self.settings.default_max_batch_size, config=base)
 
     def _build_version(self, name: str, version: int, path: Path, config: Any) -> ModelVersion:
@@ -477,6 +487,8 @@ class ModelManager:
             del self._pending[name]
             try:
                 await self.load(name, _internal=True)
+            except _LoadFailed:
+                pass  # counted and logged where it failed
             except SluiceError as exc:
                 log.error("model '%s' failed to load: %s", name, exc.message)
 
