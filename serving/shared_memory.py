@@ -7,13 +7,27 @@ data. Protocol-neutral: both front ends resolve inputs and the core places
 outputs through the one registry of a process. Every offset and size is checked
 against the region before a byte is touched, so a bad request is an
 ``InvalidArgument``, never an out-of-bounds read.
+
+The region's owner may ``ftruncate`` it at any time, so the server never maps it:
+touching a mapping past a shrunk file's end raises SIGBUS, which Python cannot
+turn into an exception (a handler cannot resume the faulting copy), and the
+process would die. Inputs are copied out with ``pread``, which returns short at
+the file's end instead; outputs go in with ``pwrite`` after an ``fstat`` shows the
+file still reaches their end. What remains: a file shrunk between that ``fstat``
+and the ``pwrite`` is grown back to the output's end (zero-filled below it), which
+its owner sees, but the server does not crash. Keys open as glibc's ``shm_open``
+opens them (``O_NOFOLLOW``, one name in ``/dev/shm``) and must name a regular file,
+so a planted symlink cannot reach a file elsewhere.
 """
 
 from __future__ import annotations
 
-import mmap
+import errno
 import os
-from collections.abc import Mapping
+import stat
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,47 +124,46 @@ def placed_parameters(ref: SharedMemoryRef, out: InferOutput) -> dict[str, Any]:
 
 
 class _Region:
-    """One registered region: a mapping of ``key`` up to ``offset + byte_size``."""
+    """One registered region: an open descriptor of ``key`` and its window
+    ``offset .. offset + byte_size``.
 
-    __slots__ = ("byte_size", "closed", "key", "map", "name", "offset", "writable")
+    Uses count in ``_users`` so that unregistering never closes the descriptor under
+    a read or write in progress on another thread (its number could be reused).
+    """
+
+    __slots__ = (
+        "_lock",
+        "_users",
+        "byte_size",
+        "closed",
+        "fd",
+        "key",
+        "name",
+        "offset",
+        "writable",
+    )
 
     def __init__(self, name: str, key: str, offset: int, byte_size: int) -> None:
         self.name, self.key, self.offset, self.byte_size = name, key, offset, byte_size
         self.closed = False
-        path = os.path.join(SHM_ROOT, _key_file(key))
+        self._lock = threading.Lock()
+        self._users = 0
+        self.fd, self.writable = _open_key(key, name)
         try:
-            fd = os.open(path, os.O_RDWR)
-            self.writable = True
-        except PermissionError:
-            fd = self._open_read_only(path)
-        except OSError as exc:
-            raise InvalidArgument(
-                f"cannot open shared memory key {key!r} for region {name!r}: {exc.strerror}"
-            ) from None
-        try:
-            size = os.fstat(fd).st_size
-            if offset + byte_size > size:
+            info = os.fstat(self.fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidArgument(_not_regular(key))
+            if offset + byte_size > info.st_size:
                 raise InvalidArgument(
                     f"shared memory region {name!r}: offset {offset} + byte_size {byte_size} "
-                    f"exceeds the {size} bytes of key {key!r}"
+                    f"exceeds the {info.st_size} bytes of key {key!r}"
                 )
-            access = mmap.ACCESS_WRITE if self.writable else mmap.ACCESS_READ
-            self.map = mmap.mmap(fd, offset + byte_size, access=access)
-        finally:
-            os.close(fd)
-
-    def _open_read_only(self, path: str) -> int:
-        self.writable = False
-        try:
-            return os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise InvalidArgument(
-                f"cannot open shared memory key {self.key!r} for region {self.name!r}: "
-                f"{exc.strerror}"
-            ) from None
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def span(self, ref: SharedMemoryRef, where: str) -> tuple[int, int]:
-        """Absolute ``(start, end)`` in the mapping of ``ref``, checked against the region."""
+        """Absolute ``(start, end)`` in the key's file of ``ref``, checked against the region."""
         if self.closed:
             raise NotFound(f"{where}: shared memory region {self.name!r} was unregistered")
         if ref.offset + ref.byte_size > self.byte_size:
@@ -161,14 +174,64 @@ class _Region:
         start = self.offset + ref.offset
         return start, start + ref.byte_size
 
-    def close(self) -> None:
-        self.closed = True
+    @contextmanager
+    def _using(self, where: str) -> Iterator[int]:
+        with self._lock:
+            if self.closed:
+                raise NotFound(f"{where}: shared memory region {self.name!r} was unregistered")
+            self._users += 1
         try:
-            self.map.close()
-        except BufferError:
-            # Arrays of requests in flight still view the mapping; it is unmapped
-            # when the last of them is dropped.
-            pass
+            yield self.fd
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self.closed and not self._users:
+                    os.close(self.fd)
+
+    def _truncated(self, fd: int, start: int, end: int, where: str) -> InvalidArgument:
+        return InvalidArgument(
+            f"{where}: shared memory region {self.name!r} was truncated after registration: "
+            f"its key {self.key!r} now holds {os.fstat(fd).st_size} bytes, and the tensor "
+            f"lies at bytes {start} to {end}"
+        )
+
+    def read(self, start: int, end: int, where: str) -> bytearray:
+        """A copy of bytes ``start .. end`` of the key's file, as they are now."""
+        data = bytearray(end - start)
+        view = memoryview(data)
+        with self._using(where) as fd:
+            done = 0
+            while done < len(data):
+                got = os.preadv(fd, [view[done:]], start + done)
+                if not got:
+                    raise self._truncated(fd, start, end, where)
+                done += got
+        return data
+
+    def check_size(self, start: int, end: int, where: str) -> None:
+        """Fail when the key's file no longer reaches ``end``."""
+        with self._using(where) as fd:
+            if os.fstat(fd).st_size < end:
+                raise self._truncated(fd, start, end, where)
+
+    def write(self, start: int, data: bytes | memoryview, where: str) -> None:
+        view = memoryview(data).cast("B")
+        with self._using(where) as fd:
+            # A file shrunk after this check is grown back by pwrite: seen by its
+            # owner, harmless to the server (see the module's docstring).
+            if os.fstat(fd).st_size < start + len(view):
+                raise self._truncated(fd, start, start + len(view), where)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(fd, view[done:], start + done)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if not self._users:
+                os.close(self.fd)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -179,9 +242,50 @@ class _Region:
         }
 
 
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO must not block the open
+
+
+def _not_regular(key: str) -> str:
+    return f"shared memory key {key!r} is not a regular file in {SHM_ROOT}"
+
+
+def _open_key(key: str, name: str) -> tuple[int, bool]:
+    """A descriptor of ``key``'s file, read-write where allowed, else read-only; and
+    whether it is writable."""
+    path = os.path.join(SHM_ROOT, _key_file(key))
+    try:
+        return os.open(path, os.O_RDWR | _OPEN_FLAGS), True
+    except PermissionError:
+        pass
+    except OSError as exc:
+        raise _open_error(exc, key, name) from None
+    try:
+        return os.open(path, os.O_RDONLY | _OPEN_FLAGS), False
+    except OSError as exc:
+        raise _open_error(exc, key, name) from None
+
+
+def _open_error(exc: OSError, key: str, name: str) -> InvalidArgument:
+    if exc.errno == errno.ELOOP:
+        return InvalidArgument(
+            f"shared memory key {key!r} is a symbolic link; a key must name a regular file "
+            f"in {SHM_ROOT}"
+        )
+    if exc.errno == errno.EISDIR:
+        return InvalidArgument(_not_regular(key))
+    return InvalidArgument(
+        f"cannot open shared memory key {key!r} for region {name!r}: {exc.strerror}"
+    )
+
+
 def _key_file(key: str) -> str:
+    """The file name in ``SHM_ROOT`` of a key: one name, as ``shm_open`` takes it."""
     name = key[1:] if key.startswith("/") else key
-    if not name or "/" in name or name in (".", ".."):
+    try:
+        os.fsencode(name)  # refuses lone surrogates, which no file name holds
+    except UnicodeEncodeError:
+        name = ""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise InvalidArgument(
             f"shared memory key {key!r} is not a POSIX shared memory name like '/my_region'"
         )
@@ -236,24 +340,26 @@ class SharedMemoryRegistry:
     def read(
         self, ref: SharedMemoryRef, datatype: DataType, shape: tuple[int, ...], name: str
     ) -> np.ndarray:
-        """A read-only array over the region's bytes (no copy for fixed-size datatypes)."""
+        """A read-only array of a copy of the region's bytes: the region's owner may
+        rewrite or shrink it while the request runs."""
         where = f"input {name!r}"
         region = self._region(ref, where)
         start, end = region.span(ref, where)
-        view = memoryview(region.map)[start:end].toreadonly()
-        return codecs.binary_to_array(view, datatype, shape, name)
+        data = memoryview(region.read(start, end, where)).toreadonly()
+        return codecs.binary_to_array(data, datatype, shape, name)
 
     def check_outputs(self, refs: Mapping[str, SharedMemoryRef]) -> None:
         """Fail before inference when an output's placement is already known to be bad."""
         for name, ref in refs.items():
             where = f"output {name!r}"
             region = self._region(ref, where)
-            region.span(ref, where)
+            start, end = region.span(ref, where)
             if not region.writable:
                 raise InvalidArgument(
-                    f"{where}: shared memory region {ref.region!r} is mapped read-only "
+                    f"{where}: shared memory region {ref.region!r} is read-only "
                     "(its key could not be opened for writing)"
                 )
+            region.check_size(start, end, where)
 
     def write_outputs(
         self, refs: Mapping[str, SharedMemoryRef], response: InferResponse
@@ -273,6 +379,6 @@ class SharedMemoryRegistry:
                 raise InvalidArgument(
                     f"{where} needs {size} bytes but {BYTE_SIZE} is {ref.byte_size}"
                 )
-            region.map[start : start + size] = data
+            region.write(start, data, where)
             written[out.name] = size
         return written

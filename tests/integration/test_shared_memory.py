@@ -147,3 +147,107 @@ def test_bad_offsets_sizes_and_regions(client: ProtocolClient, regions: dict) ->
     client.expect_status(info.value, 400)
     assert "needs 64 bytes" in info.value.message()
     assert not Path("/dev/shm/sluice-no-such-key").exists()
+
+
+# -- a region whose owner shrinks it, and keys that are not shared memory ------
+
+
+def _shrink(key: str, size: int) -> None:
+    """What a region's owner may do at any time: ftruncate the shared-memory object."""
+    fd = os.open(f"/dev/shm/{key.lstrip('/')}", os.O_RDWR)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _still_serving(client: ProtocolClient, server: ServerProcess) -> None:
+    assert server.alive(), server.log()
+    a = np.ones((1, 16), dtype=np.int32)
+    result = client.infer("simple", [client.input("INPUT0", a, "INT32"),
+                                     client.input("INPUT1", a, "INT32")])  # fmt: skip
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+
+
+def test_input_region_truncated_after_registration(
+    client: ProtocolClient, regions: dict, shm_server: ServerProcess
+) -> None:
+    shm.set_shared_memory_region(regions["in"], [np.ones((1, 32), dtype=np.int32)])
+    _register(client, regions["tag"])
+    _shrink(f"/sluice-in-{regions['tag']}", 0)
+    inputs = [client.module.InferInput("INPUT0", [1, 16], "INT32"),
+              client.module.InferInput("INPUT1", [1, 16], "INT32")]  # fmt: skip
+    inputs[0].set_shared_memory("in", 64)
+    inputs[1].set_shared_memory("in", 64, offset=64)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("simple", inputs)
+    client.expect_status(info.value, 400)
+    assert "was truncated" in info.value.message(), info.value.message()
+    assert "now holds 0 bytes" in info.value.message(), info.value.message()
+    _still_serving(client, shm_server)
+
+
+def test_output_region_truncated_after_registration(
+    client: ProtocolClient, regions: dict, shm_server: ServerProcess
+) -> None:
+    _register(client, regions["tag"])
+    _shrink(f"/sluice-out-{regions['tag']}", 0)
+    a = np.ones((1, 16), dtype=np.int32)
+    out = client.module.InferRequestedOutput("OUTPUT0")
+    out.set_shared_memory("out", 64)
+    inputs = [client.input("INPUT0", a, "INT32"), client.input("INPUT1", a, "INT32")]
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("simple", inputs, outputs=[out])
+    client.expect_status(info.value, 400)
+    assert "was truncated" in info.value.message(), info.value.message()
+    assert "now holds 0 bytes" in info.value.message(), info.value.message()
+    _still_serving(client, shm_server)
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Iterator[dict]:
+    """A file outside /dev/shm, a symlink to it planted in /dev/shm, and a directory there."""
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s3cret-data-" * 16)
+    link = Path(f"/dev/shm/sluice-link-{tag}")
+    link.symlink_to(secret)
+    folder = Path(f"/dev/shm/sluice-dir-{tag}")
+    folder.mkdir()
+    yield {"secret": secret, "link": "/" + link.name, "dir": "/" + folder.name}
+    link.unlink()
+    folder.rmdir()
+
+
+def test_a_symlink_in_dev_shm_is_refused(
+    client: ProtocolClient, planted: dict, shm_server: ServerProcess
+) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.raw.register_system_shared_memory("leak", planted["link"], 64)
+    client.expect_status(info.value, 400)
+    assert "is a symbolic link" in info.value.message(), info.value.message()
+    assert client.shm_status() == []
+    assert planted["secret"].read_bytes() == b"s3cret-data-" * 16
+    assert shm_server.alive()
+
+
+@pytest.mark.parametrize(
+    ("key", "fragment"),
+    [
+        ("dir", "is not a regular file"),
+        ("/../etc/passwd", "is not a POSIX shared memory name"),
+        ("/sluice/x", "is not a POSIX shared memory name"),
+        ("/..", "is not a POSIX shared memory name"),
+        ("/", "is not a POSIX shared memory name"),
+        ("/sluice\x00x", "is not a POSIX shared memory name"),
+    ],
+)
+def test_keys_that_are_not_shared_memory_objects(
+    client: ProtocolClient, planted: dict, shm_server: ServerProcess, key: str, fragment: str
+) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.raw.register_system_shared_memory("x", planted.get(key, key), 8)
+    client.expect_status(info.value, 400)
+    assert fragment in info.value.message(), info.value.message()
+    assert client.shm_status() == []
+    assert shm_server.alive()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gc
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +60,14 @@ def test_register_twice(shm_key: str) -> None:
         registry.register("a", shm_key, 0, 4)
 
 
-def test_read_is_a_read_only_view(shm_registry) -> None:
+def test_read_is_a_read_only_copy(shm_registry) -> None:
     registry, write = shm_registry
     write(np.arange(4, dtype=np.float32).tobytes(), at=16)
     arr = registry.read(SharedMemoryRef("r", 16, 16), FP32, (2, 2), "x")
     np.testing.assert_array_equal(arr, [[0, 1], [2, 3]])
     assert not arr.flags.writeable
     write(np.full(4, 7, dtype=np.float32).tobytes(), at=16)
-    assert arr[0, 0] == 7  # no copy: the array views the region
+    assert arr[0, 0] == 0  # a copy: the owner may rewrite or shrink the region meanwhile
 
 
 @pytest.mark.parametrize(
@@ -140,3 +142,92 @@ def test_reference_validates_parameters(params, message) -> None:
 
 def test_reference_absent() -> None:
     assert reference({"binary_data_size": 4}, "input 'x'") is None
+
+
+# -- a region shrunk by its owner after registration ----------------------------
+
+
+def _shrink(key: str, size: int) -> None:
+    os.truncate(Path(SHM_ROOT) / key[1:], size)
+
+
+def test_read_from_a_truncated_region(shm_registry, shm_key: str) -> None:
+    registry, write = shm_registry
+    write(np.ones(16, dtype=np.float32).tobytes())
+    _shrink(shm_key, 20)
+    np.testing.assert_array_equal(
+        registry.read(SharedMemoryRef("r", 0, 16), FP32, (4,), "x"), np.ones(4)
+    )
+    with pytest.raises(InvalidArgument, match="was truncated after registration: its key") as info:
+        registry.read(SharedMemoryRef("r", 16, 16), FP32, (4,), "x")
+    assert "now holds 20 bytes, and the tensor lies at bytes 16 to 32" in str(info.value)
+
+
+def test_write_to_a_truncated_region(shm_registry, shm_key: str) -> None:
+    registry, _ = shm_registry
+    params = {"shared_memory_region": "r", "shared_memory_offset": 8, "shared_memory_byte_size": 8}
+    refs = output_references(_request(params))
+    out = InferOutput("y", "FP32", (2,), np.array([3.0, 4.0], dtype=np.float32))
+    _shrink(shm_key, 12)
+    with pytest.raises(InvalidArgument, match="now holds 12 bytes"):
+        registry.check_outputs(refs)
+    with pytest.raises(InvalidArgument, match="now holds 12 bytes"):
+        registry.write_outputs(refs, InferResponse("m", "1", (out,)))
+    assert (Path(SHM_ROOT) / shm_key[1:]).stat().st_size == 12  # not grown back
+
+
+# -- keys: one regular file in /dev/shm, never followed elsewhere ---------------
+
+
+@pytest.fixture
+def planted(shm_key: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Keys in /dev/shm that are not regular files: a symlink out, a directory, a FIFO."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(bytes(64))
+    base = Path(SHM_ROOT) / shm_key[1:]
+    link, folder, fifo = (base.with_name(base.name + suffix) for suffix in ("-l", "-d", "-p"))
+    link.symlink_to(secret)
+    folder.mkdir()
+    os.mkfifo(fifo)
+    yield {"link": "/" + link.name, "dir": "/" + folder.name, "fifo": "/" + fifo.name}
+    link.unlink()
+    folder.rmdir()
+    fifo.unlink()
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("link", "is a symbolic link; a key must name a regular file in /dev/shm"),
+        ("dir", "is not a regular file in /dev/shm"),
+        ("fifo", "is not a regular file in /dev/shm"),
+    ],
+)
+def test_keys_that_are_not_regular_files(planted: dict[str, str], which: str, message: str) -> None:
+    registry = SharedMemoryRegistry()
+    with pytest.raises(InvalidArgument, match=message):
+        registry.register("a", planted[which], 0, 8)
+    assert registry.status() == []
+
+
+@pytest.mark.parametrize("key", ["/", "/..", "/a/b", "a/../b", "/a\0b", "/a\ud800"])
+def test_keys_that_are_not_one_name(key: str) -> None:
+    with pytest.raises(InvalidArgument, match="is not a POSIX shared memory name"):
+        SharedMemoryRegistry().register("a", key, 0, 8)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_registrations_leave_no_descriptor_open(shm_key: str, planted: dict[str, str]) -> None:
+    before = _open_fds()
+    registry = SharedMemoryRegistry()
+    for key, size in ((shm_key, 65), (planted["fifo"], 8), (planted["dir"], 8)):
+        with pytest.raises(InvalidArgument):
+            registry.register("a", key, 0, size)
+    registry.register("a", shm_key, 0, 8)
+    registry.register("b", shm_key, 8, 8)
+    registry.unregister("a")
+    registry.close()
+    assert _open_fds() == before
