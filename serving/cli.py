@@ -23,12 +23,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SLUICE_{name}", default)
 
 
+def _version() -> str:
+    from serving import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice",
         description="Serve ONNX models over the Open Inference Protocol (KServe V2), "
         "compatible with Triton clients and tools.",
     )
+    parser.add_argument("--version", action="version", version=f"sluice {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server on a model repository")
@@ -209,6 +216,8 @@ def _read_input(spec: str, meta: dict[str, dict[str, Any]]) -> tuple[str, Any]:
         raise CommandError(f"model has no input {name!r}; inputs: {', '.join(meta)}")
     datatype = by_name(meta[name]["datatype"])
     path = Path(source)
+    if path.suffix in (".npy", ".json") and not path.is_file():
+        raise CommandError(f"no such file: {source}")
     try:
         if path.suffix == ".npy" and path.is_file():
             array = np.load(path, allow_pickle=False)
@@ -579,7 +588,54 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = type(exc).__name__
         if name in {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"}:
             _fail(f"cannot reach the server at {getattr(args, 'url', '?')}: {exc}")
+        if (problem := _protobuf_mismatch(exc)) is not None:
+            _fail(problem)
         raise
+
+
+def _protobuf_mismatch(exc: Exception) -> str | None:
+    """One line for generated protobuf code the installed protobuf runtime cannot load."""
+    import re
+
+    if type(exc).__name__ == "VersionError" and type(exc).__module__.startswith("google.protobuf"):
+        found = re.search(r"gencode (\S+) runtime (\S+?)\.?(?:\s|$)", str(exc))
+        gencode, runtime = found.groups() if found else ("", "")
+    elif isinstance(exc, ImportError) and exc.name == "google.protobuf":
+        gencode, runtime = "", ""  # older than the runtime version checks (protobuf < 5.26)
+    else:
+        return None
+    if not runtime:
+        import google.protobuf
+
+        runtime = google.protobuf.__version__
+    wanted = _protobuf_requirement() or f">={gencode}"
+    if gencode and _version_key(runtime) >= _version_key(gencode):
+        return f"protobuf {runtime} cannot load Sluice's generated code ({exc}); install protobuf{wanted}"
+    return (
+        f"protobuf {runtime} is too old: Sluice's generated code needs "
+        f"{gencode or wanted.split(',')[0].lstrip('>=')} or newer; install protobuf{wanted}"
+    )
+
+
+def _protobuf_requirement() -> str:
+    """The protobuf specifier Sluice was installed with, lower bound first (">=6.30.0,<8")."""
+    from importlib import metadata
+
+    try:
+        requirements = metadata.requires("sluice") or []
+    except metadata.PackageNotFoundError:
+        return ""
+    for requirement in requirements:
+        name, _, rest = requirement.partition(";")[0].replace(" ", "").partition("protobuf")
+        if not name and rest[:1] in "<>=!~":
+            return ",".join(sorted(rest.split(","), key=lambda s: not s.startswith(">")))
+    return ""
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    import re
+
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def test_infer_bytes_model(server: ServerProcess) -> None:
         (("infer", "no_such_model", "--input", "X=[1]"), "no_such_model"),
         (("infer", "simple", "--input", "NOPE=[1]"), "NOPE"),
         (("infer", "simple", "--input", "INPUT0"), "NAME=FILE"),
+        (("infer", "simple", "--input", "INPUT0=missing.npy"), "no such file: missing.npy"),
+        (("infer", "simple", "--input", "INPUT0=missing.json"), "no such file: missing.json"),
         (("models", "load", "simple"), "explicit"),
     ],
 )
@@ -92,3 +95,42 @@ def test_serve_refuses_a_missing_repository(tmp_path: Path) -> None:
     done = sluice("serve", "--model-repository", str(tmp_path / "absent"))
     assert done.returncode == 1
     assert "is not a directory" in done.stderr
+
+
+def test_version() -> None:
+    from serving import __version__
+
+    done = sluice("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"sluice {__version__}\n"
+
+
+# A protobuf runtime older than the generated code: the real runtime's own check, with the
+# version it reports set to 5.29.5 (what pip leaves behind when another package pins protobuf<6).
+_OLD_PROTOBUF = """
+import sys
+from google.protobuf import runtime_version
+runtime_version.MAJOR, runtime_version.MINOR, runtime_version.PATCH = 5, 29, 5
+from serving.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("command", ["config", "serve"])
+def test_a_protobuf_runtime_too_old_is_one_line(
+    example_repository: Path, tmp_path: Path, command: str
+) -> None:
+    args = {
+        "config": ["config", str(example_repository / "identity_int8")],
+        "serve": ["serve", "--model-repository", str(example_repository), "--http-port", "0",
+                  "--grpc-port", "0", "--metrics-port", "0"],
+    }[command]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _OLD_PROTOBUF, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert re.fullmatch(
+        r"sluice: error: protobuf 5\.29\.5 is too old: Sluice's generated code needs "
+        r"\d+\.\d+\.\d+ or newer; install protobuf>=\S+\n",
+        done.stderr,
+    ), done.stderr
