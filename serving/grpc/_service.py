@@ -1,7 +1,9 @@
 """The ``inference.GRPCInferenceService`` servicer: each RPC is one core call.
 
 Errors are Sluice errors mapped once (``serving.grpc.errors``); anything else is
-logged and answered INTERNAL, and the server keeps serving.
+logged and answered INTERNAL, and the server keeps serving. ``add_to_server``
+registers it; ModelStreamInfer decodes its own messages, so one undecodable
+message is answered in the stream instead of ending it.
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from serving.core import InferenceCore
-from serving.errors import SluiceError, Unsupported
+from serving.errors import InvalidArgument, SluiceError, Unsupported
 from serving.grpc import codec
 from serving.grpc import grpc_service_pb2 as pb
 from serving.grpc import grpc_service_pb2_grpc as pb_grpc
 from serving.grpc.errors import status_for
 
-__all__ = ["InferenceServicer"]
+__all__ = ["InferenceServicer", "add_to_server"]
 
 log = logging.getLogger("sluice.grpc")
 
@@ -34,6 +37,15 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, SluiceError):
         return exc.message
     return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _stream_request(message: bytes | pb.ModelInferRequest) -> pb.ModelInferRequest:
+    if isinstance(message, pb.ModelInferRequest):
+        return message
+    try:
+        return pb.ModelInferRequest.FromString(message)
+    except DecodeError as exc:
+        raise InvalidArgument(f"cannot decode the ModelInferRequest: {exc}") from None
 
 
 def _rpc(method: _Handler[_Req, _Resp]) -> _Handler[_Req, _Resp]:
@@ -106,15 +118,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._infer(request)
 
     async def ModelStreamInfer(
-        self, request_iterator: AsyncIterable[pb.ModelInferRequest], context: Any
+        self, request_iterator: AsyncIterable[bytes | pb.ModelInferRequest], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Requests run concurrently and are answered as they finish; a failed request
-        answers ``error_message`` and the stream carries on."""
+        """Requests run concurrently and are answered as they finish; a failed request,
+        or a message that is no ``ModelInferRequest`` (``add_to_server`` hands the
+        messages over undecoded), answers ``error_message`` and the stream carries on."""
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
 
-        async def answer(request: pb.ModelInferRequest) -> None:
+        async def answer(message: bytes | pb.ModelInferRequest) -> None:
+            request = pb.ModelInferRequest()
             try:
+                request = _stream_request(message)
                 result = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
             except Exception as exc:
                 if not isinstance(exc, SluiceError):
@@ -127,8 +142,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
-                    task = asyncio.create_task(answer(request))
+                async for message in request_iterator:
+                    task = asyncio.create_task(answer(message))
                     running.add(task)
                     task.add_done_callback(running.discard)
                 while running:
@@ -218,3 +233,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     async def LogSettings(self, request: Any, context: Any) -> Any:
         raise Unsupported("log settings are not supported by this server")
+
+
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+# grpcio ends a whole stream with UNKNOWN when one message fails to deserialize,
+# before the servicer sees it: these methods take each message's bytes instead.
+_UNDECODED = frozenset({"ModelStreamInfer"})
+
+
+def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Register ``servicer`` as the generated ``add_GRPCInferenceServiceServicer_to_server``
+    does, except that ModelStreamInfer receives its messages undecoded."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for method in service.methods:
+        make = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
+        request = getattr(pb, method.input_type.name)
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=None if method.name in _UNDECODED else request.FromString,
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -102,6 +102,44 @@ def test_stream_with_the_asyncio_client(server: ServerProcess) -> None:
     np.testing.assert_array_equal(ok["2"], np.full((1, 3), 2, dtype=np.float32))
 
 
+def _stream_request(request_id: str, value: int) -> bytes:
+    msg = pb.ModelInferRequest(model_name="identity_fp32", id=request_id)
+    msg.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 3])
+    msg.raw_input_contents.append(np.full((1, 3), value, dtype=np.float32).tobytes())
+    return msg.SerializeToString()
+
+
+def _floats(answer: pb.ModelStreamInferResponse) -> list[float]:
+    return np.frombuffer(answer.infer_response.raw_output_contents[0], np.float32).tolist()
+
+
+def test_stream_goes_on_after_an_undecodable_message(server: ServerProcess) -> None:
+    """Each message is sent only after the answer to the one before, so the stream must
+    stay open across the undecodable one."""
+    outgoing: queue.Queue = queue.Queue()
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=None,  # the messages go out as the raw bytes given
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )(iter(outgoing.get, None))
+        outgoing.put(_stream_request("first", 1))
+        first = next(call)
+        outgoing.put(b"\xff\xff\xff\xff not a protobuf message")
+        bad = next(call)
+        outgoing.put(_stream_request("third", 3))
+        third = next(call)
+        outgoing.put(None)
+        assert list(call) == []
+        assert call.code() == grpc.StatusCode.OK, call.details()
+    assert (first.error_message, first.infer_response.id) == ("", "first")
+    assert _floats(first) == [1] * 3
+    assert "cannot decode the ModelInferRequest" in bad.error_message, bad.error_message
+    assert (third.error_message, third.infer_response.id) == ("", "third")
+    assert _floats(third) == [3] * 3
+    assert server.alive()
+
+
 # -- the asyncio client over every unary RPC -----------------------------------
 
 
