@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
                        default=int(_env("REGISTRY_RETENTION", "3")), metavar="K",
                        help="pulled versions kept on disk for rollback: the newest K plus the "
                        "serving one (default %(default)s)")  # fmt: skip
+    _add_security_flags(serve)
 
     config = sub.add_parser("config", help="print a model's complete config (derived where absent)")
     config.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
@@ -109,6 +110,35 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--url", default=_env("URL", _DEFAULT_URL))
     _add_registry_commands(sub)
     return parser
+
+
+def _add_security_flags(serve: argparse.ArgumentParser) -> None:
+    """Authentication and TLS (README, "Authentication and TLS")."""
+
+    def path(name: str) -> Path | None:
+        value = os.environ.get(f"SLUICE_{name}")
+        return Path(value) if value else None
+
+    group = serve.add_argument_group("authentication and TLS")
+    group.add_argument("--auth-token-file", type=Path, default=path("AUTH_TOKEN_FILE"), metavar="FILE",
+                       help="require bearer tokens: a JSON file of named tokens (or their SHA-256) "
+                       "with scopes infer, read, admin, metrics; health and ready stay open")  # fmt: skip
+    group.add_argument("--jwt-jwks", default=os.environ.get("SLUICE_JWT_JWKS"), metavar="FILE|URL",
+                       help="require bearer tokens: accept JWTs signed by a key in this JSON Web "
+                       "Key Set (needs --jwt-issuer and --jwt-audience)")  # fmt: skip
+    group.add_argument("--jwt-issuer", default=os.environ.get("SLUICE_JWT_ISSUER"),
+                       help="the 'iss' a JWT must carry")  # fmt: skip
+    group.add_argument("--jwt-audience", default=os.environ.get("SLUICE_JWT_AUDIENCE"),
+                       help="the 'aud' a JWT must carry")  # fmt: skip
+    group.add_argument("--metrics-auth", action="store_true",
+                       default=_env("METRICS_AUTH", "0") == "1",
+                       help="the metrics port requires a token with the 'metrics' scope too")  # fmt: skip
+    group.add_argument("--tls-cert", type=Path, default=path("TLS_CERT"), metavar="PEM",
+                       help="serve HTTP, gRPC and metrics over TLS with this certificate (chain)")  # fmt: skip
+    group.add_argument("--tls-key", type=Path, default=path("TLS_KEY"), metavar="PEM",
+                       help="the private key of --tls-cert")  # fmt: skip
+    group.add_argument("--tls-client-ca", type=Path, default=path("TLS_CLIENT_CA"), metavar="PEM",
+                       help="mutual TLS: require client certificates signed by this CA")  # fmt: skip
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -152,6 +182,14 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             registry_poll_secs=args.registry_poll_secs,
             registry_retention=args.registry_retention,
             workers=args.workers,
+            auth_token_file=args.auth_token_file,
+            jwt_jwks=args.jwt_jwks,
+            jwt_issuer=args.jwt_issuer,
+            jwt_audience=args.jwt_audience,
+            metrics_auth=args.metrics_auth,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None

@@ -22,10 +22,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving import __version__
+from serving import __version__, tls
+from serving.auth import Authenticator
 from serving.core import InferenceCore
 from serving.grpc import GrpcServer
 from serving.http.app import create_app
+from serving.http.auth import protect_api, protect_metrics
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.settings import Settings
@@ -85,6 +87,7 @@ def _uvicorn(app: Any, settings: Settings) -> _Server:
         proxy_headers=False,  # the client address is not used; skip the middleware
         date_header=False,
         timeout_graceful_shutdown=drain,
+        **tls.uvicorn_options(settings),
     )
     return _Server(config)
 
@@ -130,10 +133,20 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     http_sock = _bind(settings.host, settings.http_port, reuse_port=worker is not None)
     # Under --workers N the supervisor serves every worker's metrics, summed.
     metrics_sock = _bind(settings.host, settings.metrics_port) if worker is None else None
-    http_server = _uvicorn(create_app(core), settings)
-    metrics_server = _uvicorn(_metrics_app(metrics), settings)
+    # --auth-token-file / --jwt-jwks; with neither, the apps are served bare
+    auth = Authenticator.from_settings(settings)
+    http_server = _uvicorn(protect_api(create_app(core), auth), settings)
+    metrics_app: Any = _metrics_app(metrics)
+    if settings.metrics_auth:
+        metrics_app = protect_metrics(metrics_app, auth)
+    metrics_server = _uvicorn(metrics_app, settings)
     servers = (http_server, metrics_server)
-    grpc_server = GrpcServer(core, reuse_port=worker is not None)
+    grpc_server = GrpcServer(
+        core,
+        reuse_port=worker is not None,
+        credentials=tls.grpc_credentials(settings),
+        authenticator=auth,
+    )
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -163,11 +176,12 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     ]
     if metrics_sock is not None:
         tasks.append(asyncio.create_task(metrics_server.serve(sockets=[metrics_sock])))
+        secured = tls.describe(settings)
         host, port = http_sock.getsockname()[:2]
-        log.info("HTTP service listening on %s:%d", host, port)
-        log.info("gRPC service listening on %s:%d", settings.host, grpc_port)
+        log.info("HTTP service listening on %s:%d%s", host, port, secured)
+        log.info("gRPC service listening on %s:%d%s", settings.host, grpc_port, secured)
         host, port = metrics_sock.getsockname()[:2]
-        log.info("metrics service listening on %s:%d", host, port)
+        log.info("metrics service listening on %s:%d%s", host, port, secured)
     if worker is not None:
         worker.listening(http_sock.getsockname()[1], grpc_port)
     try:

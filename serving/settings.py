@@ -56,6 +56,15 @@ class Settings:
     registry_models: tuple[str, ...] = ()
     registry_poll_secs: float = 30.0
     registry_retention: int = 3  # pulled versions kept on disk, besides the serving one
+    # Authentication and TLS (serving.auth, serving.tls; README "Authentication and TLS")
+    auth_token_file: Path | None = None  # JSON: named tokens with scopes
+    jwt_jwks: str | None = None  # a JWKS file or http(s) URL; needs issuer and audience
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    metrics_auth: bool = False  # the metrics port wants a token with the 'metrics' scope
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mutual TLS: clients need a certificate it signed
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -83,6 +92,7 @@ class Settings:
                 "worker that got the request; use poll mode, or one worker"
             )
         self._check_registry()
+        self._check_security()
 
     def _check_registry(self) -> None:
         if self.registry_models and not self.registry:
@@ -101,3 +111,29 @@ class Settings:
                     parse_reference(ref)
                 except RegistryError as exc:
                     raise ValueError(f"--model {ref!r}: {exc.message}") from None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth_token_file is not None or self.jwt_jwks is not None
+
+    def _check_security(self) -> None:
+        if (self.jwt_issuer or self.jwt_audience) and not self.jwt_jwks:
+            raise ValueError("--jwt-issuer and --jwt-audience need --jwt-jwks FILE|URL")
+        if self.jwt_jwks and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError(
+                "--jwt-jwks needs --jwt-issuer and --jwt-audience to check tokens against"
+            )
+        if self.metrics_auth and not self.auth_enabled:
+            raise ValueError("--metrics-auth needs --auth-token-file or --jwt-jwks")
+        if self.auth_enabled:
+            from serving.auth import Authenticator
+
+            Authenticator.check_files(self.auth_token_file, self.jwt_jwks)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        if self.tls_cert is not None and self.tls_key is not None:
+            from serving.tls import check_files
+
+            check_files(self.tls_cert, self.tls_key, self.tls_client_ca)

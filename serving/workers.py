@@ -238,7 +238,13 @@ class Supervisor:
             stack.callback(_restore_env, _MULTIPROC_ENV, previous)
             http_port, grpc_port = http_hold.getsockname()[1], grpc_hold.getsockname()[1]
             self._worker_settings = worker_settings(s, http_port, grpc_port)
-            metrics_server = _uvicorn(_metrics_app(AggregatedMetrics(self._metrics_dir)), s)
+            metrics_app = _metrics_app(AggregatedMetrics(self._metrics_dir))
+            if s.metrics_auth:  # the workers check their own ports' tokens
+                from serving.auth import Authenticator
+                from serving.http.auth import protect_metrics
+
+                metrics_app = protect_metrics(metrics_app, Authenticator.from_settings(s))
+            metrics_server = _uvicorn(metrics_app, s)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
             log.info(

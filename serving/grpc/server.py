@@ -13,10 +13,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from serving.auth import Authenticator
 from serving.core import InferenceCore
 from serving.grpc import grpc_service_pb2 as pb
 from serving.grpc import grpc_service_pb2_grpc as pb_grpc
 from serving.grpc._service import InferenceServicer
+from serving.grpc.auth import AuthInterceptor
 
 __all__ = ["SERVICE_NAME", "GrpcServer"]
 
@@ -37,9 +39,13 @@ class GrpcServer:
         *,
         reuse_port: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ServerCredentials | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         """``reuse_port``: share the port with the other ``--workers`` (SO_REUSEPORT); off,
-        a port already in use fails loudly. ``options``: more grpcio channel arguments."""
+        a port already in use fails loudly. ``options``: more grpcio channel arguments.
+        ``credentials``: serve TLS (serving.tls). ``authenticator``: require bearer tokens
+        (serving.grpc.auth); None adds no interceptor at all."""
         self.core = core
         self._options = [
             (k, int(reuse_port) if k == "grpc.so_reuseport" else v) for k, v in _OPTIONS
@@ -47,17 +53,22 @@ class GrpcServer:
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self._credentials = credentials
+        self._interceptors = [AuthInterceptor(authenticator)] if authenticator else []
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0: a free port) and return the bound port."""
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
-        server = grpc.aio.server(options=self._options)
+        server = grpc.aio.server(options=self._options, interceptors=self._interceptors or None)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            bound = server.add_insecure_port(address)
+            if self._credentials is not None:
+                bound = server.add_secure_port(address, self._credentials)
+            else:
+                bound = server.add_insecure_port(address)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
         if bound == 0:

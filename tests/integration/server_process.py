@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,8 +22,17 @@ class ServerProcess:
     """A running server; its log is kept in a file and shown when a test fails."""
 
     def __init__(
-        self, repository: Path, *args: str, log_dir: Path, wait_ready: bool = True
+        self,
+        repository: Path,
+        *args: str,
+        log_dir: Path,
+        wait_ready: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: the server runs TLS (--tls-cert); readiness is polled over
+        https with this client context (CA, and a client certificate for mutual TLS)."""
+        self.ssl_context = ssl_context
+        scheme = "https" if ssl_context is not None else "http"
         self.log_path = log_dir / f"sluice-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         cmd = [
@@ -35,9 +45,9 @@ class ServerProcess:
         self.http_port = self.grpc_port = self.metrics_port = 0
         self._wait_listening(timeout=60)
         self.url = f"127.0.0.1:{self.http_port}"
-        self.http_url = f"http://{self.url}"
+        self.http_url = f"{scheme}://{self.url}"
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"  # host:port, as tritonclient.grpc takes it
-        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.metrics_url = f"{scheme}://127.0.0.1:{self.metrics_port}/metrics"
         if wait_ready:
             self.wait_ready()
 
@@ -63,7 +73,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.http_url}/v2/health/ready", timeout=5).status_code == 200:
+                url = f"{self.http_url}/v2/health/ready"
+                verify = self.ssl_context if self.ssl_context is not None else True
+                if httpx.get(url, timeout=5, verify=verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
