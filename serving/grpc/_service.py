@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 from serving.core import InferenceCore
@@ -246,18 +247,25 @@ _HANDLER_KINDS = {
 _UNDECODED = frozenset({"ModelStreamInfer"})
 
 
+def _message_class(type_name: str) -> Any:
+    """The class in ``pb`` of a type name such as ``.inference.ModelInferRequest``."""
+    return getattr(pb, type_name.rpartition(".")[2])
+
+
 def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
     """Register ``servicer`` as the generated ``add_GRPCInferenceServiceServicer_to_server``
     does, except that ModelStreamInfer receives its messages undecoded."""
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    methods = descriptor_pb2.ServiceDescriptorProto()
+    service.CopyToProto(methods)  # older runtimes' descriptors do not say which methods stream
     handlers = {}
-    for method in service.methods:
+    for method in methods.method:
         make = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
-        request = getattr(pb, method.input_type.name)
+        request, response = _message_class(method.input_type), _message_class(method.output_type)
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=None if method.name in _UNDECODED else request.FromString,
-            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+            response_serializer=response.SerializeToString,
         )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)

@@ -16,8 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from serving.auth import Authenticator
 from serving.core import InferenceCore
 from serving.grpc import grpc_service_pb2 as pb
-from serving.grpc import grpc_service_pb2_grpc as pb_grpc
-from serving.grpc._service import InferenceServicer
+from serving.grpc._service import InferenceServicer, add_to_server
 from serving.grpc.auth import AuthInterceptor
 
 __all__ = ["SERVICE_NAME", "GrpcServer"]
@@ -61,7 +60,7 @@ class GrpcServer:
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
         server = grpc.aio.server(options=self._options, interceptors=self._interceptors or None)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.core), server)
+        add_to_server(InferenceServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
