@@ -291,9 +291,12 @@ class DynamicBatcher:
         unpad: dict[str, list[tuple[int, ...] | None]] = {}
         if padded_rows:
             for out in output_names:
-                source = self._settings.unpad_from.get(out)
-                if source is not None and source in padded_rows:
-                    unpad[out] = padded_rows[source]
+                cut = self._settings.cuts.get(out)
+                if cut is not None and cut.source in padded_rows:
+                    unpad[out] = [
+                        None if shape is None else cut.shape(shape)
+                        for shape in padded_rows[cut.source]
+                    ]
         return _Plan(requests, output_names, assembly, unpad)
 
     def _run_plan(self, plan: _Plan) -> list[dict[str, np.ndarray]]:

@@ -5,7 +5,8 @@ per input through the config ``parameters`` map:
 
 - ``sluice.pad.<input name>``: the value that fills that input's variable dims when
   requests of different lengths share a batch (e.g. ``"0"``, ``"-1"``, ``"0.5"``,
-  ``"true"``; for BYTES inputs the UTF-8 bytes of the string).
+  ``"true"``; for BYTES inputs the UTF-8 bytes of the string). Which outputs can then
+  be cut back to each request's shape is ``serving.config.padding_plan``'s rule.
 - ``sluice.pad_max_waste``: the largest fraction of padded elements a batch may hold
   (``0`` to ``1``, default ``0.5``); a request that would push a batch past it waits
   for a batch of its own length.
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.config import PAD_PREFIX, OutputCut, padding_plan
 from serving.datatypes import by_config_name
 from serving.errors import InvalidArgument
 
@@ -40,7 +42,6 @@ __all__ = [
 
 log = logging.getLogger("sluice.batching")
 
-PAD_PREFIX = "sluice.pad."
 PAD_MAX_WASTE_KEY = "sluice.pad_max_waste"
 RUN_LONE_KEY = "sluice.run_lone_at_once"
 DEFAULT_MAX_WASTE = 0.5
@@ -85,8 +86,8 @@ class BatchingConfig:
     padded: tuple[PaddedInput, ...] = ()
     max_waste: float = DEFAULT_MAX_WASTE
     run_lone_at_once: bool = True
-    # Per output name: the padded input whose variable dims it follows (None: all dims fixed).
-    unpad_from: Mapping[str, str | None] = field(default_factory=dict)
+    # Per output name: how it is cut back to a padded input's shape (None: all dims fixed).
+    cuts: Mapping[str, OutputCut | None] = field(default_factory=dict)
 
     def policy(self, level: int) -> QueuePolicy:
         return self.queue_policies[level - 1]
@@ -108,7 +109,7 @@ class BatchingConfig:
             else base
             for level in range(1, levels + 1)
         )
-        padded, unpad_from = _padding(config)
+        padded, cuts = _padding(config)
         return cls(
             max_batch_size=int(config.max_batch_size),
             max_queue_delay_ns=int(batching.max_queue_delay_microseconds) * 1000,
@@ -120,7 +121,7 @@ class BatchingConfig:
             padded=padded,
             max_waste=_max_waste(config.parameters),
             run_lone_at_once=_run_lone_at_once(config.parameters),
-            unpad_from=unpad_from,
+            cuts=cuts,
         )
 
 
@@ -179,60 +180,25 @@ def _pad_value(text: str, dtype: np.dtype, name: str) -> Any:
         ) from None
 
 
-def _padding(config: Any) -> tuple[tuple[PaddedInput, ...], dict[str, str | None]]:
-    """The padded inputs, and for each output the padded input it follows.
+def _padding(config: Any) -> tuple[tuple[PaddedInput, ...], dict[str, OutputCut | None]]:
+    """The padded inputs and, per output, how it is cut back (``serving.config.padding_plan``).
 
-    An output follows a padded input when it has the same number of dims, ``-1``
-    exactly where the input has ``-1`` and the same fixed dims elsewhere: its
-    per-request shape is then the request's own input shape. An output with only
-    fixed dims needs no unpadding. Any other output (or a ``reshape``) means the
-    shapes of padded results cannot be known, and the model does not pad.
+    A model whose outputs cannot be cut back does not pad; that is logged once, with
+    the rule, when the config asked for padding.
     """
-    wanted = {
-        key[len(PAD_PREFIX) :]: value.string_value
-        for key, value in config.parameters.items()
-        if key.startswith(PAD_PREFIX)
-    }
-    if not wanted:
+    plan = padding_plan(config)
+    if not plan.pads:
+        if plan.asked:
+            log.warning("model '%s' %s", config.name, plan.explain())
         return (), {}
-    inputs = {t.name: t for t in config.input}
-    unknown = sorted(set(wanted) - set(inputs))
-    if unknown:
-        raise InvalidArgument(
-            f"parameter {PAD_PREFIX}{unknown[0]} names no input of model '{config.name}'"
-        )
     from serving.config.model_config_pb2 import DataType as ConfigDataType
 
     padded = []
-    for t in config.input:  # config order decides which input an output follows first
-        if t.name not in wanted:
+    for t in config.input:
+        if t.name not in plan.padded:
             continue
         dtype = by_config_name(ConfigDataType.Name(t.data_type)).numpy
-        padded.append(PaddedInput(t.name, _pad_value(wanted[t.name], dtype, t.name)))
-    unpad_from: dict[str, str | None] = {}
-    why_not = ""
-    if any(inputs[p.name].HasField("reshape") for p in padded):
-        why_not = "a padded input has a reshape"
-    for out in config.output:
-        if why_not:
-            break
-        dims = tuple(out.dims)
-        if out.HasField("reshape"):
-            why_not = f"output '{out.name}' has a reshape"
-        elif -1 not in dims:
-            unpad_from[out.name] = None
-        else:
-            follows = [p.name for p in padded if tuple(inputs[p.name].dims) == dims]
-            if follows:
-                unpad_from[out.name] = follows[0]
-            else:
-                why_not = (
-                    f"output '{out.name}' dims {list(dims)} follow no padded input's dims, "
-                    "so its unpadded shape cannot be known"
-                )
-    if why_not:
-        log.warning("model '%s' does not pad: %s", config.name, why_not)
-        return (), {}
-    if not any(-1 in tuple(inputs[p.name].dims) for p in padded):
-        return (), {}  # nothing variable to pad
-    return tuple(padded), unpad_from
+        text = config.parameters[PAD_PREFIX + t.name].string_value
+        padded.append(PaddedInput(t.name, _pad_value(text, dtype, t.name)))
+    log.info("model '%s' %s", config.name, plan.explain())
+    return tuple(padded), dict(plan.cuts)

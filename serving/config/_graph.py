@@ -16,12 +16,14 @@ class GraphTensor:
     """One graph input or output.
 
     ``dims`` is None when the graph records no shape at all; symbolic and
-    unknown dimensions are -1.
+    unknown dimensions are -1. ``dim_names`` holds each dim's symbolic name
+    (``dim_param``, "" where it has none); padding checks outputs against them.
     """
 
     name: str
     config_type: str  # Triton config spelling, e.g. "TYPE_FP32"
     dims: tuple[int, ...] | None
+    dim_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,11 @@ def _tensor(value_info, role: str, onnx_path: Path) -> GraphTensor:  # type: ign
     except SluiceError as exc:
         raise InvalidArgument(f"{role} {value_info.name!r} of {onnx_path.name}: {exc}") from None
     dims: tuple[int, ...] | None = None
+    names: tuple[str, ...] | None = None
     if tensor_type.HasField("shape"):
         dims = tuple(
             d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
             for d in tensor_type.shape.dim
         )
-    return GraphTensor(value_info.name, config_type, dims)
+        names = tuple(d.dim_param for d in tensor_type.shape.dim)
+    return GraphTensor(value_info.name, config_type, dims, names)

@@ -9,6 +9,7 @@ from google.protobuf import text_format
 from serving.config import model_config_pb2 as pb
 from serving.config._derive import complete_config
 from serving.config._graph import read_graph_signature
+from serving.config._padding import padding_plan
 from serving.config._validate import validate_config
 from serving.errors import InvalidArgument, NotFound
 
@@ -81,6 +82,8 @@ def load_model_config(
         source=source,
     )
     validate_config(cfg, source)
+    if graph is not None:
+        padding_plan(cfg, graph, source)  # refuses padding the graph's dim names contradict
     return cfg
 
 

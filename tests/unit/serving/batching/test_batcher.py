@@ -696,3 +696,68 @@ def test_full_queue_answers_503_with_retry_after_over_http(tmp_path: Path) -> No
             await core.close()
 
     asyncio.run(scenario())
+
+
+class Encoder:
+    """A sentence-encoder shape: ids, mask [B, L] -> emb [B, L, 4], pooled [B, 4]."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, ...]] = []
+
+    def run(self, inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict:
+        ids, mask = inputs["ids"], inputs["mask"]
+        self.batches.append(ids.shape)
+        emb = (ids * mask)[..., np.newaxis] * np.arange(1, 5, dtype=np.float32)
+        return {"emb": emb.astype(np.float32), "pooled": emb.sum(axis=1).astype(np.float32)}
+
+
+_ENCODER_CONFIG = """
+name: "m" max_batch_size: 8
+input [ { name: "ids" data_type: TYPE_INT64 dims: [ -1 ] },
+        { name: "mask" data_type: TYPE_INT64 dims: [ -1 ] } ]
+output [ { name: "emb" data_type: TYPE_FP32 dims: [ -1, 4 ] },
+         { name: "pooled" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { }
+parameters [ { key: "sluice.pad.ids" value: { string_value: "0" } },
+             { key: "sluice.pad.mask" value: { string_value: "0" } } ]
+"""
+
+
+def test_an_encoder_pads_lengths_together_and_cuts_each_answer_back(
+    twin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.batching import _batcher
+
+    if twin.__name__.endswith("_native"):
+        assert twin.__name__ == "serving.batching._native"  # the build really loaded
+    monkeypatch.setattr(_batcher, "assemble", twin.assemble)
+    monkeypatch.setattr(_batcher, "scatter", twin.scatter)
+    config = text_format.Parse(_ENCODER_CONFIG, pb.ModelConfig())
+    encoder = Encoder()
+
+    def request(length: int) -> dict[str, np.ndarray]:
+        ids = np.arange(1, length + 1, dtype=np.int64).reshape(1, length)
+        return {"ids": ids, "mask": np.ones_like(ids)}
+
+    async def scenario() -> None:
+        executor = ManualExecutor()
+        batcher = DynamicBatcher(encoder.run, 1, executor, config, clock=Clock())
+        loop = asyncio.get_running_loop()
+        lengths = (1, 2, 5, 3)
+        tasks = [
+            loop.create_task(batcher.schedule(request(n), ["emb", "pooled"], 1)) for n in lengths
+        ]
+        await settle()
+        while executor.jobs:
+            executor.run()
+            await settle()
+        assert encoder.batches == [(1, 1), (3, 5)]  # the first ran alone, the rest together
+        for n, task in zip(lengths, tasks, strict=True):
+            alone = Encoder().run(request(n), ["emb", "pooled"])
+            outputs = task.result().outputs
+            assert outputs["emb"].shape == (1, n, 4)
+            np.testing.assert_array_equal(outputs["emb"], alone["emb"])
+            np.testing.assert_array_equal(outputs["pooled"], alone["pooled"])
+        await batcher.close()
+
+    run(scenario)
