@@ -375,3 +375,36 @@ def test_mutual_tls_handshake_refuses_missing_and_foreign_certificates(
         httpx.get(url, verify=foreign, timeout=5)
     with_cert = _client_context(pki, client_cert=True)
     assert httpx.get(url, verify=with_cert, timeout=5).status_code == 200
+
+
+def test_workers_serve_tls_and_tokens_on_every_port(
+    repository: Path, pki: Pki, token_file: Path, tmp_path: Path
+) -> None:
+    """Under --workers the supervisor's metrics port and each worker's pre-bound ports
+    serve TLS and check tokens."""
+    context = _client_context(pki, client_cert=False)
+    proc = ServerProcess(
+        repository,
+        "--workers", "2",
+        "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+        "--auth-token-file", str(token_file), "--metrics-auth",
+        log_dir=tmp_path,
+        ssl_context=context,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60  # health answers for one worker, the log for both
+        while "server ready: 2 workers serving" not in proc.log():
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.05)
+        for protocol in PROTOCOLS:
+            client = _client(protocol, proc, **_tls(protocol, pki, client_cert=False))
+            try:
+                _fails(_DENIED[protocol], _infer, protocol, client)
+                assert _infer(protocol, client, _bearer(INFERRER)).shape == (1, 16)
+            finally:
+                client.close()
+        assert httpx.get(proc.metrics_url, verify=context).status_code == 401
+        metrics = httpx.get(proc.metrics_url, verify=context, headers=_bearer(READER))
+        assert metrics.status_code == 200 and "sluice_" in metrics.text
+    finally:
+        assert proc.stop() == 0, proc.log()
