@@ -200,11 +200,14 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _cmd_config(args: argparse.Namespace) -> None:
-    from serving.config import describe_model_dir, format_config
+    from serving.config import describe_model_dir, format_config, padding_plan
 
     if not args.model_dir.is_dir():
         raise CommandError(f"{args.model_dir} is not a directory")
-    print(format_config(describe_model_dir(args.model_dir), args.format), end="")
+    config = describe_model_dir(args.model_dir)
+    print(format_config(config, args.format), end="")
+    # On stderr, so stdout stays a config Triton's tools parse.
+    print(f"sluice: model '{config.name}' {padding_plan(config).explain()}", file=sys.stderr)
 
 
 def _client(url: str) -> Any:
