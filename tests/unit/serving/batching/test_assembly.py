@@ -112,3 +112,13 @@ def test_twins_agree_on_random_shapes() -> None:
         ):
             np.testing.assert_array_equal(a, part)
             np.testing.assert_array_equal(b, part)
+
+
+def test_scatter_cuts_a_leading_variable_axis_before_fixed_ones(twin: ModuleType) -> None:
+    """An encoder's [B, L, D] output cut back to each request's own length L."""
+    batch = np.arange(3 * 5 * 4, dtype=np.float32).reshape(3, 5, 4)
+    pieces = twin.scatter(batch, [1, 2], [(2, 4), (5, 4)])
+    assert [p.shape for p in pieces] == [(1, 2, 4), (2, 5, 4)]
+    np.testing.assert_array_equal(pieces[0], batch[:1, :2])
+    np.testing.assert_array_equal(pieces[1], batch[1:3])
+    assert all(p.flags.c_contiguous and p.base is None for p in pieces)
