@@ -639,23 +639,26 @@ def _protobuf_mismatch(exc: Exception) -> str | None:
     import re
 
     if type(exc).__name__ == "VersionError" and type(exc).__module__.startswith("google.protobuf"):
-        found = re.search(r"gencode (\S+) runtime (\S+?)\.?(?:\s|$)", str(exc))
-        gencode, runtime = found.groups() if found else ("", "")
+        found = re.search(r"loading (\S+): gencode (\S+) runtime (\S+?)\.?(?:\s|$)", str(exc))
+        where, gencode, runtime = found.groups() if found else ("", "", "")
     elif isinstance(exc, ImportError) and exc.name == "google.protobuf":
-        gencode, runtime = "", ""  # older than the runtime version checks (protobuf < 5.26)
+        where, gencode, runtime = "", "", ""  # before runtime version checks (protobuf < 5.26)
     else:
         return None
     if not runtime:
         import google.protobuf
 
         runtime = google.protobuf.__version__
-    wanted = _protobuf_requirement() or f">={gencode}"
+    pinned = _protobuf_requirement().split(",")
+    lower = f">={gencode}" if gencode else (pinned[0] or ">=6.30.0")
+    wanted = ",".join([lower, *(p for p in pinned if p.startswith("<"))])
     if gencode and _version_key(runtime) >= _version_key(gencode):
-        return f"protobuf {runtime} cannot load Sluice's generated code ({exc}); install protobuf{wanted}"
-    return (
-        f"protobuf {runtime} is too old: Sluice's generated code needs "
-        f"{gencode or wanted.split(',')[0].lstrip('>=')} or newer; install protobuf{wanted}"
-    )
+        return f"protobuf {runtime} cannot load {where or 'generated code'} ({exc})"
+    if gencode:
+        needs = f"{where} was generated for protobuf {gencode} or newer"
+    else:
+        needs = f"Sluice needs protobuf{lower}"
+    return f"protobuf {runtime} is too old: {needs}; install protobuf{wanted}"
 
 
 def _protobuf_requirement() -> str:
