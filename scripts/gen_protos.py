@@ -12,6 +12,11 @@ serving/grpc/grpc_service.proto can import serving/config/model_config.proto by
 its bare name). Protos that declare a service also get a ``*_pb2_grpc.py``
 module. The output depends on the grpcio-tools version
 (it stamps its protobuf version into the module), so CI must pin the same one.
+
+The pin is grpcio-tools 1.72 (protoc 30.0), the oldest protobuf 6 gencode: protobuf
+runtimes accept gencode no newer than themselves, so the modules load on protobuf
+6.30 and later, 7 included, and Sluice installs beside tritonclient[grpc], which
+pins protobuf<7. Generating with any other grpcio-tools is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = ROOT / "pyproject.toml"  # its test extra pins grpcio-tools
 
 # (directory of .proto files relative to ROOT, Python package they belong to)
 PROTO_PACKAGES: tuple[tuple[str, str], ...] = (
@@ -101,6 +107,23 @@ def generate(out_root: Path) -> list[Path]:
     return written
 
 
+def wrong_grpcio_tools() -> str | None:
+    """Why the installed grpcio-tools cannot reproduce the committed modules, if it cannot."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = re.search(r'"grpcio-tools==([^"; ]+)', PYPROJECT.read_text())
+    try:
+        installed = version("grpcio-tools")
+    except PackageNotFoundError:
+        installed = "none"
+    if pinned is None or installed == pinned[1]:
+        return None
+    return (
+        f"grpcio-tools {installed} is installed; the generated modules come from "
+        f"grpcio-tools=={pinned[1]} (pyproject.toml's test extra): pip install -e '.[test]'"
+    )
+
+
 def check() -> int:
     """Regenerate into a temporary tree and report committed files that differ."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="fail when committed modules are stale"
     )
     args = parser.parse_args(argv)
+    if (problem := wrong_grpcio_tools()) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if args.check:
         return check()
     for rel in generate(ROOT):

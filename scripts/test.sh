@@ -32,6 +32,15 @@ echo "== test suite, native codecs"
 echo "== test suite, pure-Python codecs (SLUICE_NO_EXTENSIONS=1)"
 SLUICE_NO_EXTENSIONS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
 
+echo "== the newest protobuf runtime (the suite ran on 6: tritonclient[grpc] pins protobuf<7)"
+PB7_VENV=${SLUICE_PROTOBUF7_VENV:-.venv-protobuf7}
+if [ ! -x "$PB7_VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$PB7_VENV"
+fi
+"$PB7_VENV/bin/python" -m pip install -q -e '.[cpu]' pytest 'protobuf>=7,<8'
+"$PB7_VENV/bin/python" -m pytest -p no:cacheprovider -q tests/unit/serving/config/test_load.py \
+    tests/unit/serving/grpc/test_codec.py tests/unit/serving/test_manager.py
+
 if [ "${SLUICE_SKIP_OPENVINO:-0}" != "1" ]; then
     echo "== OpenVINO execution provider leg"
     bash scripts/ci_openvino.sh
