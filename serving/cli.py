@@ -61,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-request-size", type=int,
                        default=int(_env("MAX_REQUEST_SIZE", str(64 * 1024 * 1024))), metavar="BYTES",
                        help="largest request body accepted, after decompression (default %(default)s)")  # fmt: skip
+    # slow clients (serving.http.protocol), on the HTTP and metrics ports of each process
+    serve.add_argument("--http-header-timeout-secs", type=float,
+                       default=float(_env("HTTP_HEADER_TIMEOUT_SECS", "10")), metavar="SECS",
+                       help="a request's line and headers must arrive within this, from its "
+                       "first byte or the connection's start; else 408 and close (default %(default)s)")  # fmt: skip
+    serve.add_argument("--http-body-timeout-secs", type=float,
+                       default=float(_env("HTTP_BODY_TIMEOUT_SECS", "60")), metavar="SECS",
+                       help="a request's whole body must arrive within this, from the end of its "
+                       "headers; else 408 and close (default %(default)s)")  # fmt: skip
+    serve.add_argument("--http-keepalive-secs", type=int,
+                       default=int(_env("HTTP_KEEPALIVE_SECS", "75")), metavar="SECS",
+                       help="an idle keep-alive connection closes after this (default %(default)s)")  # fmt: skip
+    serve.add_argument("--http-max-connections", type=int,
+                       default=int(_env("HTTP_MAX_CONNECTIONS", "1024")), metavar="N",
+                       help="open connections per process; one more is answered 503 (default %(default)s)")  # fmt: skip
+    serve.add_argument("--http-max-buffered-bytes", type=int,
+                       default=_env("HTTP_MAX_BUFFERED_BYTES", "") or None, metavar="BYTES",
+                       help="request body bytes held across all connections of a process; the "
+                       "request that crosses it is answered 503 (default: 4 x --max-request-size, "
+                       "at least 256 MiB)")  # fmt: skip
     serve.add_argument("--default-max-batch-size", type=int,
                        default=int(_env("DEFAULT_MAX_BATCH_SIZE", "4")),
                        help="max_batch_size given to models whose config leaves it to Sluice (default %(default)s)")  # fmt: skip
@@ -174,6 +194,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             repository_poll_secs=args.repository_poll_secs,
             log_level=args.log_level,
             max_request_bytes=args.max_request_size,
+            http_header_timeout_secs=args.http_header_timeout_secs,
+            http_body_timeout_secs=args.http_body_timeout_secs,
+            http_keepalive_secs=args.http_keepalive_secs,
+            http_max_connections=args.http_max_connections,
+            http_max_buffered_bytes=args.http_max_buffered_bytes,
             default_max_batch_size=args.default_max_batch_size,
             cache_dir=args.cache_dir,
             shared_memory=args.allow_shared_memory,

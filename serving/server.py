@@ -28,6 +28,7 @@ from serving.core import InferenceCore
 from serving.grpc import GrpcServer
 from serving.http.app import create_app
 from serving.http.auth import protect_api, protect_metrics
+from serving.http.protocol import ConnectionLimits, protocol_class
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.settings import Settings
@@ -78,11 +79,11 @@ def _uvicorn(app: Any, settings: Settings) -> _Server:
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=protocol_class(ConnectionLimits.from_settings(settings)),
         lifespan="off",
         access_log=False,
         log_level=settings.log_level,
-        timeout_keep_alive=75,
+        timeout_keep_alive=settings.http_keepalive_secs,
         server_header=False,
         proxy_headers=False,  # the client address is not used; skip the middleware
         date_header=False,

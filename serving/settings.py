@@ -43,6 +43,12 @@ class Settings:
     repository_poll_secs: float = 15.0
     log_level: str = "info"
     max_request_bytes: int = 64 * 1024 * 1024
+    # Slow clients (serving.http.protocol): per HTTP and metrics server, per process
+    http_header_timeout_secs: float = 10.0  # request line and headers, from the first byte
+    http_body_timeout_secs: float = 60.0  # the whole body, from the end of the headers
+    http_keepalive_secs: int = 75  # idle between requests; above load balancers' 60 s
+    http_max_connections: int = 1024
+    http_max_buffered_bytes: int | None = None  # None: http_buffered_bytes_limit's default
     default_max_batch_size: int = 4
     cores: int = field(default_factory=_available_cores)
     cache_dir: Path | None = None
@@ -77,6 +83,7 @@ class Settings:
             raise ValueError("--repository-poll-secs must be positive")
         if self.max_request_bytes <= 0:
             raise ValueError("--max-request-size must be positive")
+        self._check_http_limits()
         if self.load_models and self.model_control_mode is not ControlMode.EXPLICIT:
             raise ValueError("--load-model is only allowed with --model-control-mode explicit")
         if self.cores < 1:
@@ -93,6 +100,27 @@ class Settings:
             )
         self._check_registry()
         self._check_security()
+
+    @property
+    def http_buffered_bytes_limit(self) -> int:
+        """Request body bytes all connections may hold: by default four largest requests,
+        and at least 256 MiB so that many ordinary requests never wait on a few large ones."""
+        if self.http_max_buffered_bytes is not None:
+            return self.http_max_buffered_bytes
+        return max(4 * self.max_request_bytes, 256 * 1024 * 1024)
+
+    def _check_http_limits(self) -> None:
+        for name in ("http_header_timeout_secs", "http_body_timeout_secs", "http_keepalive_secs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+        if self.http_max_connections < 1:
+            raise ValueError("--http-max-connections must be at least 1")
+        if self.http_buffered_bytes_limit < self.max_request_bytes:
+            raise ValueError(
+                f"--http-max-buffered-bytes {self.http_buffered_bytes_limit} is below "
+                f"--max-request-size {self.max_request_bytes}: the largest request could never "
+                "be received"
+            )
 
     def _check_registry(self) -> None:
         if self.registry_models and not self.registry:

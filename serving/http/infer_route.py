@@ -40,6 +40,13 @@ def error_parts(exc: SluiceError) -> tuple[int, bytes, list[tuple[bytes, bytes]]
     return status_for(exc.code), response_codec.encode_error(exc.message), headers
 
 
+async def _receive_body(receive: Receive) -> Message:
+    message = await receive()
+    if message["type"] == "http.disconnect":  # gone, or refused by serving.http.protocol
+        raise InvalidArgument("the client went away before sending the whole request body")
+    return message
+
+
 async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
     """The whole request body, decompressed, refused past ``limit`` bytes (both ways)."""
     declared = headers.get("content-length")
@@ -52,13 +59,13 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
             raise PayloadTooLarge(
                 f"request body of {size} bytes exceeds the limit of {limit} bytes"
             )
-    message = await receive()
+    message = await _receive_body(receive)
     body = message.get("body", b"")
     if message.get("more_body", False):
         chunks = [body]
         total = len(body)
         while message.get("more_body", False):
-            message = await receive()
+            message = await _receive_body(receive)
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
