@@ -18,9 +18,13 @@ __all__ = [
     "FP32_MAX",
     "INT_RANGES",
     "MAX_BYTES_ELEMENT",
+    "MAX_DIMS",
+    "MAX_ELEMENTS",
     "array_to_binary",
     "array_to_json",
     "bad_element",
+    "bytes_cells",
+    "checked_count",
     "count_mismatch",
     "element_count",
     "element_too_long",
@@ -52,6 +56,13 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 FP32_MAX = float(np.finfo(np.float32).max)
 # A BYTES element's length travels as a uint32.
 MAX_BYTES_ELEMENT = 2**32 - 1
+# Shape limits, checked before anything is allocated: numpy (and ONNX Runtime) hold at most
+# 64 dimensions, and numpy addresses about 2**60 elements of 8 bytes. Zero dimensions count
+# as one, since numpy refuses [0, 2**62, 2**62] too.
+MAX_DIMS = 64
+MAX_ELEMENTS = 2**60 - 1
+# The smallest BYTES element on the wire: its 4-byte length prefix.
+_BYTES_PREFIX = 4
 
 _TYPE_WORDS = {
     "BOOL": "true or false",
@@ -90,6 +101,31 @@ def value_repr(value: Any) -> str:
 
 
 def element_count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def checked_count(shape: tuple[int, ...], name: str) -> int:
+    """The element count of ``shape``, or a client error when no tensor can have that shape.
+
+    O(dimensions), and always before any allocation: more than ``MAX_DIMS`` dimensions, a
+    negative dimension, or dimensions (zeros counted as one) multiplying past ``MAX_ELEMENTS``.
+    """
+    if len(shape) > MAX_DIMS:
+        raise InvalidArgument(
+            f"{label(name)}shape has {len(shape)} dimensions; at most {MAX_DIMS} are allowed"
+        )
+    extent = 1
+    for dim in shape:
+        if dim < 0:
+            raise InvalidArgument(
+                f"{label(name)}shape {shape_text(shape)} has a negative dimension"
+            )
+        extent *= dim or 1
+        if extent > MAX_ELEMENTS:
+            raise InvalidArgument(
+                f"{label(name)}shape {shape_text(shape)} is too large: its non-zero dimensions "
+                "multiply to more than 2**60 - 1 elements"
+            )
     return math.prod(shape)
 
 
@@ -157,6 +193,16 @@ def length_overrun(index: int, offset: int, length: int, left: int, name: str) -
     )
 
 
+def bytes_cells(count: int, total: int) -> int:
+    """How many cells to allocate for ``count`` BYTES elements in ``total`` bytes.
+
+    Each element takes at least its 4-byte length prefix, so a buffer holds at most
+    ``total // 4`` of them: past that, decoding fails on a truncated prefix before it
+    fills ``total // 4 + 1`` cells, and a huge ``count`` never reaches the allocator.
+    """
+    return min(count, total // _BYTES_PREFIX + 1)
+
+
 def leftover_bytes(count: int, consumed: int, total: int, name: str) -> InvalidArgument:
     return InvalidArgument(
         f"{label(name)}{total - consumed} bytes left over after {count} BYTES elements "
@@ -175,7 +221,7 @@ def fixed_binary_to_array(
     buf: Any, datatype: DataType, shape: tuple[int, ...], name: str
 ) -> np.ndarray:
     """A zero-copy, read-only view of a fixed-size tensor's little-endian bytes."""
-    count = element_count(shape)
+    count = checked_count(shape, name)
     expected = count * datatype.itemsize
     got = memoryview(buf).nbytes
     if got != expected:

@@ -27,9 +27,9 @@ def decode_bytes(buf: Any, count: int, *, name: str = "") -> np.ndarray:
     """Split length-prefixed BYTES wire data into an object array of ``count`` bytes."""
     view = memoryview(buf).cast("B")
     total = len(view)
-    out = np.empty(count, dtype=object)
+    out = np.empty(c.bytes_cells(count, total), dtype=object)
     offset = 0
-    for index in range(count):
+    for index in range(len(out)):
         left = total - offset
         if left < 4:
             raise c.truncated_prefix(index, offset, left, name)
@@ -93,8 +93,9 @@ def json_to_array(
 ) -> np.ndarray:
     """Check and convert JSON (or msgpack array) ``data`` into an array of ``shape``."""
     c.reject_non_json(datatype, name)
+    count = c.checked_count(shape, name)
     flat = _flatten(data, name)
-    if len(flat) != c.element_count(shape):
+    if len(flat) != count:
         raise c.count_mismatch(shape, len(flat), name)
     kind = datatype.name
     if kind == "BOOL":
@@ -157,7 +158,7 @@ def _widen(flat: list[Any], datatype: DataType, name: str) -> np.ndarray:
 def binary_to_array(buf: Any, datatype: DataType, shape: tuple[int, ...], name: str) -> np.ndarray:
     """Tensor bytes (binary extension, raw body or msgpack bin) as an array of ``shape``."""
     if datatype.is_bytes:
-        return decode_bytes(buf, c.element_count(shape), name=name).reshape(shape)
+        return decode_bytes(buf, c.checked_count(shape, name), name=name).reshape(shape)
     return c.fixed_binary_to_array(buf, datatype, shape, name)
 
 

@@ -44,7 +44,7 @@ cdef inline void _write_u32(char* p, uint32_t v) noexcept nogil:
     p[3] = <char>((v >> 24) & 0xFF)
 
 
-def decode_bytes(buf, Py_ssize_t count, *, str name=""):
+def decode_bytes(buf, count, *, str name=""):
     """Split length-prefixed BYTES wire data into an object array of ``count`` bytes."""
     cdef const unsigned char[::1] view = memoryview(buf).cast("B")
     cdef Py_ssize_t total = view.shape[0]
@@ -52,9 +52,10 @@ def decode_bytes(buf, Py_ssize_t count, *, str name=""):
     cdef Py_ssize_t index, left
     cdef uint32_t length
     cdef const unsigned char* p
-    out = np.empty(count, dtype=object)
+    cdef Py_ssize_t n = c.bytes_cells(count, total)
+    out = np.empty(n, dtype=object)
     cdef object[::1] cells = out
-    for index in range(count):
+    for index in range(n):
         left = total - offset
         if left < 4:
             raise c.truncated_prefix(index, offset, left, name)
@@ -139,9 +140,10 @@ cdef list _flatten(data, str name):
 def json_to_array(data, datatype, shape, *, str name=""):
     """Check and convert JSON (or msgpack array) ``data`` into an array of ``shape``."""
     c.reject_non_json(datatype, name)
+    count = c.checked_count(shape, name)
     cdef list flat = _flatten(data, name)
     cdef Py_ssize_t n = len(flat)
-    if n != c.element_count(shape):
+    if n != count:
         raise c.count_mismatch(shape, n, name)
     kind = datatype.name
     if kind == "BOOL":
@@ -283,7 +285,7 @@ cdef object _floats(list flat, datatype, str name):
 def binary_to_array(buf, datatype, shape, str name):
     """Tensor bytes (binary extension, raw body or msgpack bin) as an array of ``shape``."""
     if datatype.is_bytes:
-        return decode_bytes(buf, c.element_count(shape), name=name).reshape(shape)
+        return decode_bytes(buf, c.checked_count(shape, name), name=name).reshape(shape)
     return c.fixed_binary_to_array(buf, datatype, shape, name)
 
 

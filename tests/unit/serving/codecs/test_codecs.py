@@ -443,3 +443,76 @@ def test_selector_prefers_native():
         pytest.skip("SLUICE_NO_EXTENSIONS=1: the native twin is not built")
     env = {k: v for k, v in os.environ.items() if k != "SLUICE_NO_EXTENSIONS"}
     assert _selected(env) == "native serving.codecs._native"
+
+
+# ---------------------------------------------------------------- hostile shapes and counts
+
+HOSTILE_SHAPES = [
+    ((1,) * 65, "input 'x': shape has 65 dimensions; at most 64 are allowed"),
+    (
+        (0, 2**62, 2**62),
+        "input 'x': shape [0, 4611686018427387904, 4611686018427387904] is too large: its "
+        "non-zero dimensions multiply to more than 2**60 - 1 elements",
+    ),
+    (
+        (2**31, 2**31, 0, 2**31),
+        "input 'x': shape [2147483648, 2147483648, 0, 2147483648] is too large: its "
+        "non-zero dimensions multiply to more than 2**60 - 1 elements",
+    ),
+    ((2, -3), "input 'x': shape [2, -3] has a negative dimension"),
+]
+
+
+@pytest.mark.parametrize(("shape", "message"), HOSTILE_SHAPES, ids=range(len(HOSTILE_SHAPES)))
+@pytest.mark.parametrize("datatype", ["FP32", "INT8", "BYTES"])
+def test_binary_to_array_refuses_impossible_shapes(twin, datatype, shape, message):
+    with pytest.raises(InvalidArgument) as info:
+        twin.binary_to_array(b"", by_name(datatype), shape, "x")
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize(("shape", "message"), HOSTILE_SHAPES, ids=range(len(HOSTILE_SHAPES)))
+def test_json_to_array_refuses_impossible_shapes(twin, shape, message):
+    with pytest.raises(InvalidArgument) as info:
+        twin.json_to_array([], by_name("FP32"), shape, name="x")
+    assert info.value.message == message
+
+
+def test_shape_limits_are_inclusive(twin):
+    assert twin.binary_to_array(b"\x01", by_name("UINT8"), (1,) * 64, "x").shape == (1,) * 64
+    empty = twin.binary_to_array(b"", by_name("FP64"), (0, 2**60 - 1), "x")
+    assert empty.shape == (0, 2**60 - 1)
+
+
+@pytest.mark.parametrize("count", [2**40, 2**63, 2**70])
+def test_decode_bytes_huge_count_fails_where_the_data_ends(twin, count):
+    """A count the buffer cannot hold is refused at the first missing prefix, unallocated."""
+    with pytest.raises(InvalidArgument) as info:
+        twin.decode_bytes(lp(b"ab"), count, name="x")
+    assert info.value.message == (
+        "input 'x': BYTES element 1 at offset 6: truncated length prefix (0 bytes left, need 4)"
+    )
+
+
+def test_binary_bytes_huge_shape_fails_where_the_data_ends(twin):
+    with pytest.raises(InvalidArgument) as info:
+        twin.binary_to_array(b"\0\0\0\0", by_name("BYTES"), (2**20, 2**20), "x")
+    assert info.value.message == (
+        "input 'x': BYTES element 1 at offset 4: truncated length prefix (0 bytes left, need 4)"
+    )
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_non_finite_floats_are_values(twin, datatype):
+    """NaN and the infinities (JSON's NaN/Infinity/-Infinity, as Triton reads them) are kept;
+    only finite values the datatype cannot hold are out of range."""
+    arr = twin.json_to_array([math.inf, -math.inf, math.nan], by_name(datatype), (3,), name="x")
+    assert arr[0] == math.inf and arr[1] == -math.inf and math.isnan(arr[2])
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_too_large_integers_are_out_of_range_for_floats(twin, datatype):
+    with pytest.raises(InvalidArgument) as info:
+        twin.json_to_array([1, 10**400], by_name(datatype), (2,), name="x")
+    assert info.value.message.startswith(f"input 'x': {datatype} element 1 value ")
+    assert info.value.message.endswith(f"is out of range for {datatype}")
