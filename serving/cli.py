@@ -683,7 +683,12 @@ def _protobuf_mismatch(exc: Exception) -> str | None:
         needs = f"{where} was generated for protobuf {gencode} or newer"
     else:
         needs = f"Sluice needs protobuf{lower}"
-    return f"protobuf {runtime} is too old: {needs}; install protobuf{wanted}"
+    line = f"protobuf {runtime} is too old: {needs}; install protobuf{wanted}"
+    if where and where not in ("model_config.proto", "grpc_service.proto"):
+        # Another package's code (grpcio-health-checking after a downgrade, say): installing
+        # Sluice again beside what pinned the old protobuf lets pip pick versions that agree.
+        line += " or reinstall Sluice together with what pinned it (pip install sluice PACKAGE)"
+    return line
 
 
 def _protobuf_requirement() -> str:

@@ -131,6 +131,6 @@ def test_a_protobuf_runtime_too_old_is_one_line(
     assert done.returncode == 1
     assert re.fullmatch(
         r"sluice: error: protobuf 5\.29\.5 is too old: \S+\.proto was generated for protobuf "
-        r"(\d+\.\d+\.\d+) or newer; install protobuf>=\1(,<\d+)?\n",
+        r"(\d+\.\d+\.\d+) or newer; install protobuf>=\1(,<\d+)?( or reinstall [^\n]*)?\n",
         done.stderr,
     ), done.stderr
