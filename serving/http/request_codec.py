@@ -6,7 +6,10 @@ translator and every malformed body is testable without a server.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +17,35 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from serving import codecs
-from serving.codecs._common import element_count, shape_text
+from serving.codecs._common import MAX_DIMS, element_count, shape_text, value_repr
 from serving.datatypes import DataType, by_name
 from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
 from serving.shared_memory import SharedMemoryRegistry, disabled_error, reference
 from serving.types import InferInput, InferRequest, RequestedOutput
 
-__all__ = ["MSGPACK_TYPES", "RawInputSpec", "decode_body", "decode_infer_request"]
+__all__ = [
+    "MSGPACK_TYPES",
+    "RawInputSpec",
+    "decode_body",
+    "decode_body_async",
+    "decode_infer_request",
+    "parse_header_length",
+]
 
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
+# Inflation steps take at most this much input and give at most this much output each.
 _CHUNK = 1 << 16
+# decode_body_async inflates this much (input read + output written) on the event loop,
+# then finishes in a worker thread.
+INLINE_WORK = 1 << 18
+# A gzip member costs a fresh inflater whatever its size, so a body may hold one member
+# per 16 KiB of the size limit (at least 64); bgzip's 64 KiB blocks fit well within that.
+_MEMBER_SPAN = 16 << 10
+_MEMBER_WORK = 1 << 10
+# A JSON number that might not fit a 64-bit float: a 3-digit positive exponent, or so many
+# digits that a 2-digit exponent could carry it past 1.8e308. Only then are floats parsed
+# one by one (a Python call each), so the common body keeps json's fast path.
+_HUGE_NUMBER = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{210}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,56 +63,137 @@ class RawInputSpec:
 
 def decode_body(body: bytes, content_encoding: str | None, max_size: int) -> bytes:
     """Undo ``Content-Encoding``; the decoded body may not exceed ``max_size`` bytes."""
+    inflation = _inflation(body, content_encoding, max_size)
+    if inflation is None:
+        return _checked_size(body, max_size)
+    inflation.run()
+    return inflation.result()
+
+
+async def decode_body_async(body: bytes, content_encoding: str | None, max_size: int) -> bytes:
+    """``decode_body`` that keeps the event loop free: a body starts inflating on the loop
+    and, past ``INLINE_WORK``, finishes in a worker thread (zlib releases the GIL there)."""
+    inflation = _inflation(body, content_encoding, max_size)
+    if inflation is None:
+        return _checked_size(body, max_size)
+    if not inflation.run(INLINE_WORK):
+        await asyncio.to_thread(inflation.run)
+    return inflation.result()
+
+
+def _checked_size(body: bytes, max_size: int) -> bytes:
+    if len(body) > max_size:
+        raise PayloadTooLarge(f"request body is larger than the limit of {max_size} bytes")
+    return body
+
+
+def _inflation(body: bytes, content_encoding: str | None, max_size: int) -> _Inflation | None:
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
-        result = body
-    elif encoding in ("gzip", "x-gzip"):
-        result = _inflate(body, zlib.MAX_WBITS | 16, "gzip", max_size, members=True)
-    elif encoding == "deflate":
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return _Inflation(body, zlib.MAX_WBITS | 16, "gzip", max_size, members=True)
+    if encoding == "deflate":
         # RFC 9110 "deflate" is the zlib format, but some clients send raw deflate.
         wbits = zlib.MAX_WBITS if _looks_like_zlib(body) else -zlib.MAX_WBITS
-        result = _inflate(body, wbits, "deflate", max_size, members=False)
-    else:
-        raise Unsupported(
-            f"unsupported Content-Encoding {content_encoding!r}; expected gzip, deflate or identity"
-        )
-    if len(result) > max_size:
-        raise PayloadTooLarge(f"request body is larger than the limit of {max_size} bytes")
-    return result
+        return _Inflation(body, wbits, "deflate", max_size, members=False)
+    raise Unsupported(
+        f"unsupported Content-Encoding {content_encoding!r}; expected gzip, deflate or identity"
+    )
 
 
 def _looks_like_zlib(body: bytes) -> bool:
     return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
 
 
-def _inflate(body: bytes, wbits: int, what: str, max_size: int, *, members: bool) -> bytes:
-    out = bytearray()
-    data = body
-    while True:
-        inflater = zlib.decompressobj(wbits)
+class _Inflation:
+    """One body's decompression in bounded steps, so it may pause and resume elsewhere.
+
+    Each step hands zlib at most ``_CHUNK`` bytes of input and takes at most ``_CHUNK``
+    bytes of output, so the work is linear in input plus output (zlib copies its
+    unconsumed input on every call) and stops one byte past ``max_size``. For gzip,
+    the data left after one member's end starts the next member.
+    """
+
+    def __init__(self, body: bytes, wbits: int, what: str, max_size: int, *, members: bool):
+        self._view = memoryview(body)
+        self._pos = 0
+        self._data: bytes | memoryview = b""
+        self._wbits = wbits
+        self._what = what
+        self._max_size = max_size
+        self._members_left = max(64, max_size // _MEMBER_SPAN) if members else 1
+        self._inflater = zlib.decompressobj(wbits)
+        self._out = bytearray()
+        self._done = False
+
+    def run(self, budget: int | None = None) -> bool:
+        """Inflate until the end, or until about ``budget`` bytes of work; True when done."""
+        work = 0
+        while not self._done:
+            if budget is not None and work >= budget:
+                return False
+            work += self._step()
+        return True
+
+    def result(self) -> bytes:
+        return bytes(self._out)
+
+    def _step(self) -> int:
+        view, out = self._view, self._out
+        if not self._data and self._pos < len(view):
+            self._data = view[self._pos : self._pos + _CHUNK]
+            self._pos += len(self._data)
+        fed = len(self._data)
+        room = self._max_size + 1 - len(out)
         try:
-            while data:
-                # Bounded output per step, so a zip bomb stops at max_size + 1 bytes.
-                out += inflater.decompress(data, max(1, min(_CHUNK, max_size + 1 - len(out))))
-                if len(out) > max_size:
-                    raise PayloadTooLarge(
-                        f"decompressed request body is larger than the limit of {max_size} bytes"
-                    )
-                data = inflater.unconsumed_tail
-                if inflater.eof:
-                    break
-            out += inflater.flush()
+            piece = self._inflater.decompress(self._data, min(_CHUNK, room))
         except zlib.error as exc:
-            raise InvalidArgument(f"malformed {what} request body: {exc}") from None
-        if not inflater.eof:
-            raise InvalidArgument(f"malformed {what} request body: the stream is truncated")
-        data = inflater.unused_data
-        if not data:
-            return bytes(out)
-        if not members:
-            raise InvalidArgument(
-                f"malformed {what} request body: {len(data)} bytes after the end of the stream"
+            raise InvalidArgument(f"malformed {self._what} request body: {exc}") from None
+        out += piece
+        if len(out) > self._max_size:
+            raise PayloadTooLarge(
+                f"decompressed request body is larger than the limit of {self._max_size} bytes"
             )
+        self._data = self._inflater.unconsumed_tail
+        if self._inflater.eof:
+            self._data = self._inflater.unused_data
+            left = len(self._data) + len(view) - self._pos
+            if not left:
+                self._done = True
+            elif self._members_left <= 1:
+                raise self._trailing(left)
+            else:
+                self._members_left -= 1
+                self._inflater = zlib.decompressobj(self._wbits)
+            return fed + len(piece) + _MEMBER_WORK
+        if not piece and not self._data and self._pos == len(view):
+            raise InvalidArgument(f"malformed {self._what} request body: the stream is truncated")
+        return fed + len(piece)
+
+    def _trailing(self, left: int) -> InvalidArgument:
+        if self._what != "gzip":
+            return InvalidArgument(
+                f"malformed {self._what} request body: {left} bytes after the end of the stream"
+            )
+        limit = max(64, self._max_size // _MEMBER_SPAN)
+        return InvalidArgument(
+            f"gzip request body has more than {limit} members (one per 16 KiB of the "
+            f"{self._max_size}-byte limit, at least 64 are allowed)"
+        )
+
+
+def parse_header_length(raw: str) -> int:
+    """``Inference-Header-Content-Length``: ASCII digits only, as HTTP lengths are written
+    (no sign, underscores, other scripts' digits or inner spaces, which ``int()`` accepts)."""
+    text = raw.strip(" \t")
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidArgument(
+            f"Inference-Header-Content-Length {raw!r} is not a non-negative integer"
+        )
+    if len(text) > 18:
+        raise InvalidArgument(f"Inference-Header-Content-Length {raw!r} is out of range")
+    return int(text)
 
 
 def decode_infer_request(
@@ -139,19 +242,48 @@ def _media_type(content_type: str | None) -> str:
 
 
 def _parse_json(body: bytes | memoryview) -> Any:
+    """JSON as Triton reads it: ``NaN``, ``Infinity`` and ``-Infinity`` are values, but a
+    number too large for a 64-bit float (``1e309``) is refused rather than made infinite."""
+    data = bytes(body)
     try:
-        return json.loads(bytes(body))
+        if _HUGE_NUMBER.search(data) is None:
+            return json.loads(data)
+        return json.loads(data, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise InvalidArgument("malformed JSON request: the body is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"malformed JSON request: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument("malformed JSON request: nested too deeply to parse") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        reason = str(exc).split(";", 1)[0]
+        raise InvalidArgument(f"malformed JSON request: {reason}") from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidArgument(
+            f"malformed JSON request: the number {shown} is out of range of a 64-bit float "
+            "(write NaN, Infinity or -Infinity for non-finite values)"
+        )
+    return value
+
+
+# msgpack raises these with an empty message.
+_MSGPACK_WHY = {
+    msgpack.FormatError: "a reserved or unknown type byte",
+    msgpack.StackError: "nested too deeply (more than 1024 levels)",
+}
 
 
 def _parse_msgpack(body: bytes) -> Any:
     try:
         return msgpack.unpackb(body, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise InvalidArgument(f"malformed msgpack request: {exc}") from None
+        reason = str(exc) or _MSGPACK_WHY.get(type(exc), type(exc).__name__)
+        raise InvalidArgument(f"malformed msgpack request: {reason}") from None
 
 
 def _decode_raw(
@@ -311,10 +443,15 @@ def _shape(raw: Any, where: str) -> tuple[int, ...]:
         raise InvalidArgument(f"{where} has no 'shape'")
     if not isinstance(raw, list):
         raise InvalidArgument(f"{where}: 'shape' must be a list of integers, got {_kind(raw)}")
+    if len(raw) > MAX_DIMS:
+        raise InvalidArgument(
+            f"{where}: shape has {len(raw)} dimensions; at most {MAX_DIMS} are allowed"
+        )
     for dim in raw:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
+            shown = ", ".join(value_repr(d) for d in raw)
             raise InvalidArgument(
-                f"{where}: 'shape' entries must be non-negative integers, got {json.dumps(raw)}"
+                f"{where}: 'shape' entries must be non-negative integers, got [{shown}]"
             )
     return tuple(raw)
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import gzip
 import json
 import struct
+import threading
 import zlib
 from typing import Any
 
@@ -12,7 +15,13 @@ import pytest
 import tritonclient.http as triton
 
 from serving.errors import InvalidArgument, PayloadTooLarge, Unsupported
-from serving.http.request_codec import RawInputSpec, decode_body, decode_infer_request
+from serving.http.request_codec import (
+    RawInputSpec,
+    decode_body,
+    decode_body_async,
+    decode_infer_request,
+    parse_header_length,
+)
 
 
 def decode(body: bytes, content_type: str | None = None, header_length: int | None = None, **kw):
@@ -592,4 +601,243 @@ def test_shared_memory_input_reads_the_region(shm_registry):
 def test_malformed_json(body, message):
     with pytest.raises(InvalidArgument) as info:
         decode(body)
+    assert info.value.message == message
+
+
+# ---------------------------------------------------------------- hostile bodies (issue 8)
+
+
+def test_decode_body_two_legal_members_fill_the_limit():
+    """Two gzip members that inflate to exactly the limit pass (263 KB was a false 413)."""
+    first, second = b"a" * 131_072, bytes(range(256)) * 520
+    encoded = gzip.compress(first) + gzip.compress(second)
+    assert decode_body(encoded, "gzip", len(first) + len(second)) == first + second
+
+
+def test_decode_body_concatenated_bombs_stop_at_the_limit():
+    member = gzip.compress(b"\x00" * (1 << 20))
+    assert len(member) * 3 < 4096
+    assert decode_body(member * 3, "gzip", 3 << 20) == b"\x00" * (3 << 20)
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_body(member * 3, "gzip", (3 << 20) - 1)
+    assert info.value.message == (
+        "decompressed request body is larger than the limit of 3145727 bytes"
+    )
+
+
+def test_decode_body_many_members_in_one_chunk():
+    parts = [bytes([i]) * i for i in range(40)]
+    assert decode_body(b"".join(gzip.compress(p) for p in parts), "gzip", 1000) == b"".join(parts)
+
+
+def test_decode_body_member_count_is_bounded():
+    """Every member costs a new inflater, so empty members cannot be repeated for free."""
+    empty = gzip.compress(b"")
+    assert decode_body(empty * 64, "gzip", 1000) == b""
+    with pytest.raises(InvalidArgument) as info:
+        decode_body(empty * 65, "gzip", 1000)
+    assert info.value.message == (
+        "gzip request body has more than 64 members (one per 16 KiB of the 1000-byte limit, "
+        "at least 64 are allowed)"
+    )
+    assert decode_body(empty * 128, "gzip", 128 << 14) == b""
+
+
+def test_decode_body_large_input_in_chunks():
+    """Incompressible input larger than several steps comes back exactly."""
+    data = np.random.default_rng(8).bytes(1 << 20)
+    encoded = gzip.compress(data, compresslevel=1) + gzip.compress(b"tail")
+    assert decode_body(encoded, "gzip", len(data) + 4) == data + b"tail"
+
+
+class _HeldExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, holding each job until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.release = threading.Event()
+        self.jobs = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.jobs += 1
+
+        def held():  # type: ignore[no-untyped-def]
+            assert self.release.wait(30)
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+def test_decode_body_async_inflates_large_bodies_off_the_loop():
+    """While a large body inflates, the loop keeps serving: other work finishes first."""
+    data = np.random.default_rng(9).bytes(4 << 20)
+    encoded = gzip.compress(data, compresslevel=1)
+
+    async def scenario() -> tuple[bool, bytes, int]:
+        executor = _HeldExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        inflating = asyncio.create_task(decode_body_async(encoded, "gzip", len(data)))
+        health = asyncio.create_task(asyncio.sleep(0, result="ready"))
+        assert await health == "ready"
+        pending = not inflating.done()
+        executor.release.set()
+        return pending, await inflating, executor.jobs
+
+    pending, body, jobs = asyncio.run(scenario())
+    assert pending and jobs == 1
+    assert body == data
+
+
+def test_decode_body_async_small_body_stays_on_the_loop():
+    async def scenario() -> tuple[bytes, int]:
+        executor = _HeldExecutor()
+        asyncio.get_running_loop().set_default_executor(executor)
+        body = await decode_body_async(gzip.compress(PAYLOAD), "gzip", len(PAYLOAD))
+        return body, executor.jobs
+
+    assert asyncio.run(scenario()) == (PAYLOAD, 0)
+
+
+def test_decode_body_async_identity_and_errors():
+    assert asyncio.run(decode_body_async(b"abc", None, 3)) == b"abc"
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(decode_body_async(b"abcd", "identity", 3))
+    with pytest.raises(InvalidArgument, match=r"^malformed gzip request body: "):
+        asyncio.run(decode_body_async(b"not gzip", "gzip", 100))
+
+
+@pytest.mark.parametrize(("raw", "value"), [("117", 117), ("0", 0), (" 42\t", 42), ("007", 7)])
+def test_parse_header_length(raw, value):
+    assert parse_header_length(raw) == value
+
+
+@pytest.mark.parametrize(
+    "raw", [" +1_1_7 ", "+117", "1_17", "-1", "\u0661\u0661\u0667", "1 17", "", "0x10", "1e2"]
+)
+def test_parse_header_length_refuses_what_int_would_take(raw):
+    with pytest.raises(InvalidArgument) as info:
+        parse_header_length(raw)
+    assert info.value.message == (
+        f"Inference-Header-Content-Length {raw!r} is not a non-negative integer"
+    )
+
+
+def test_parse_header_length_out_of_range():
+    with pytest.raises(InvalidArgument) as info:
+        parse_header_length("9" * 5000)
+    assert info.value.message.endswith("is out of range")
+
+
+def _json_input(datatype: str, literal: str, count: int = 1) -> bytes:
+    return (
+        f'{{"inputs":[{{"name":"x","datatype":"{datatype}","shape":[{count}],'
+        f'"data":[{literal}]}}]}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+@pytest.mark.parametrize("literal", ["1e309", "-1e309", "1" * 400 + ".5", "2E+0400"])
+def test_json_number_too_large_for_a_double_is_refused(datatype, literal):
+    """1e309 is out of range for every float datatype, as 1e39 is for FP32."""
+    with pytest.raises(InvalidArgument) as info:
+        decode(_json_input(datatype, literal))
+    assert info.value.message.startswith("malformed JSON request: the number ")
+    assert info.value.message.endswith(
+        "is out of range of a 64-bit float (write NaN, Infinity or -Infinity for non-finite values)"
+    )
+
+
+def test_json_fp32_out_of_range_names_the_element():
+    with pytest.raises(InvalidArgument) as info:
+        decode(_json_input("FP32", "1, 1e39", 2))
+    assert info.value.message == "input 'x': FP32 element 1 value 1e+39 is out of range for FP32"
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_json_non_finite_tokens_are_values(datatype):
+    """Triton reads NaN, Infinity and -Infinity (rapidjson's kParseNanAndInfFlag); so does Sluice."""
+    request = decode(_json_input(datatype, "NaN, Infinity, -Infinity, 3e38, 2e-400", 5))
+    data = request.inputs[0].data
+    assert np.isnan(data[0]) and data[1] == np.inf and data[2] == -np.inf
+    assert np.isfinite(data[3]) and data[4] == 0.0
+
+
+def test_json_exponent_in_a_string_keeps_the_fast_path_answer():
+    request = decode(
+        b'{"id":"e999","inputs":[{"name":"x","datatype":"FP64","shape":[1],"data":[1.5e300]}]}'
+    )
+    assert request.id == "e999" and request.inputs[0].data[0] == 1.5e300
+
+
+def test_json_integer_of_too_many_digits():
+    with pytest.raises(InvalidArgument) as info:
+        decode(_json_input("INT64", "9" * 5000))
+    assert info.value.message == (
+        "malformed JSON request: Exceeds the limit (4300 digits) for integer string "
+        "conversion: value has 5000 digits"
+    )
+
+
+@pytest.mark.parametrize("where", ["data", "parameters"])
+def test_json_nested_too_deeply(where):
+    deep = "[" * 100_000 + "]" * 100_000
+    body = (
+        '{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":' + deep + "}]}"
+        if where == "data"
+        else '{"parameters":{"p":' + deep + '},"inputs":[]}'
+    )
+    with pytest.raises(InvalidArgument) as info:
+        decode(body.encode())
+    assert info.value.message == "malformed JSON request: nested too deeply to parse"
+
+
+@pytest.mark.parametrize("form", ["json", "msgpack"])
+def test_shape_with_too_many_dims(form):
+    payload = {"inputs": [_input(shape=[1] * 65, data=[1.0])]}
+    body = json.dumps(payload).encode() if form == "json" else msgpack.packb(payload)
+    with pytest.raises(InvalidArgument) as info:
+        decode(body, "application/msgpack" if form == "msgpack" else None)
+    assert info.value.message == "input 'x': shape has 65 dimensions; at most 64 are allowed"
+
+
+@pytest.mark.parametrize(
+    ("shape", "datatype"), [([0, 2**62, 2**62], "FP32"), ([0, 10**30], "BYTES"), ([2**64], "INT8")]
+)
+def test_shape_too_large_in_the_binary_extension(shape, datatype):
+    header = json.dumps(
+        {"inputs": [{"name": "x", "datatype": datatype, "shape": shape,
+                     "parameters": {"binary_data_size": 0}}]}
+    ).encode()  # fmt: skip
+    with pytest.raises(InvalidArgument) as info:
+        decode(header, "application/octet-stream", len(header))
+    assert info.value.message == (
+        f"input 'x': shape [{', '.join(map(str, shape))}] is too large: its non-zero dimensions "
+        "multiply to more than 2**60 - 1 elements"
+    )
+
+
+def test_bytes_count_larger_than_the_data():
+    header = json.dumps(
+        {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [2**40],
+                     "parameters": {"binary_data_size": 4}}]}
+    ).encode()  # fmt: skip
+    with pytest.raises(InvalidArgument) as info:
+        decode(header + b"\0\0\0\0", "application/octet-stream", len(header))
+    assert info.value.message == (
+        "input 'x': BYTES element 1 at offset 4: truncated length prefix (0 bytes left, need 4)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xc1", "malformed msgpack request: a reserved or unknown type byte"),
+        (b"\x81\xc1\x01", "malformed msgpack request: a reserved or unknown type byte"),
+        (b"\x91" * 2000 + b"\x90", "malformed msgpack request: nested too deeply (more than "
+         "1024 levels)"),
+    ],
+)  # fmt: skip
+def test_msgpack_errors_always_say_why(body, message):
+    with pytest.raises(InvalidArgument) as info:
+        decode(body, "application/msgpack")
     assert info.value.message == message
