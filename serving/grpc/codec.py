@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from serving import codecs
-from serving.codecs._common import INT_RANGES, element_count, shape_text
+from serving.codecs._common import INT_RANGES, checked_count, shape_text
 from serving.datatypes import DataType, by_name
 from serving.errors import InvalidArgument, SluiceError
 from serving.grpc import grpc_service_pb2 as pb
@@ -150,7 +150,7 @@ def _typed_contents(
     contents: pb.InferTensorContents, datatype: DataType, shape: tuple[int, ...], name: str
 ) -> np.ndarray:
     where = f"input {name!r}"
-    count = element_count(shape)
+    count = checked_count(shape, name)
     present = [field.name for field, _ in contents.ListFields()]
     spec = _CONTENTS.get(datatype.name)
     if spec is None:

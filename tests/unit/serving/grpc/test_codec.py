@@ -182,3 +182,45 @@ def test_load_request_parameters_become_plain_values() -> None:
         "config": '{"max_batch_size": 2}',
         "file:1/model.onnx": b"x",
     }
+
+
+# The shapes numpy cannot hold answered INTERNAL before; each is INVALID_ARGUMENT now.
+IMPOSSIBLE_SHAPES = [
+    ((1,) * 65, "input 'x': shape has 65 dimensions; at most 64 are allowed"),
+    (
+        (0, 2**62, 2**62),
+        "input 'x': shape [0, 4611686018427387904, 4611686018427387904] is too large: its "
+        "non-zero dimensions multiply to more than 2**60 - 1 elements",
+    ),
+]
+
+
+@pytest.mark.parametrize(("shape", "message"), IMPOSSIBLE_SHAPES)
+@pytest.mark.parametrize("form", ["raw", "typed"])
+def test_impossible_shapes_are_invalid_arguments(form: str, shape, message: str) -> None:
+    if form == "raw":
+        msg = _request(_tensor(shape=shape), raw=[b""])
+    else:
+        msg = _request(_tensor(shape=shape, fp32_contents=[]))
+    with pytest.raises(InvalidArgument) as info:
+        codec.decode_infer_request(msg)
+    assert info.value.message == message
+
+
+def test_bytes_count_larger_than_the_raw_data() -> None:
+    msg = _request(_tensor(datatype="BYTES", shape=(2**40,)), raw=[struct.pack("<I", 1) + b"a"])
+    with pytest.raises(InvalidArgument) as info:
+        codec.decode_infer_request(msg)
+    assert info.value.message == (
+        "input 'x': BYTES element 1 at offset 5: truncated length prefix (0 bytes left, need 4)"
+    )
+
+
+def test_bytes_count_larger_than_the_typed_data() -> None:
+    msg = _request(_tensor(datatype="BYTES", shape=(2**40,), bytes_contents=[b"a"]))
+    with pytest.raises(InvalidArgument) as info:
+        codec.decode_infer_request(msg)
+    assert info.value.message == (
+        "input 'x': shape [1099511627776] needs 1099511627776 elements, contents.bytes_contents "
+        "has 1"
+    )
