@@ -226,3 +226,18 @@ def test_compressed_binary_response_parses_in_tritonclient():
 def test_deflate_body_is_zlib_format():
     body, _ = encode_body(BIG, "deflate")
     assert zlib.decompress(body) == BIG
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_non_finite_outputs_are_written_as_triton_writes_them(datatype):
+    """JSON has no NaN or infinity: like Triton (rapidjson's kWriteNanAndInfFlag), Sluice writes
+    the tokens NaN, Infinity and -Infinity, which tritonclient and Sluice's own decoder read
+    back; clients with a strict JSON parser ask for the output in binary form."""
+    values = np.array([np.nan, np.inf, -np.inf, 1.5], dtype=datatype.replace("FP", "float"))
+    out = InferOutput("y", datatype, (4,), values)
+    body, headers = encode_infer_response(response(out), request(), accept=None)
+    assert b'"data":[NaN,Infinity,-Infinity,1.5]' in body
+    got = triton_result(body, headers).as_numpy("y")
+    assert np.isnan(got[0]) and got[1] == np.inf and got[2] == -np.inf and got[3] == 1.5
+    binary, binary_headers = encode_infer_response(response(out), request({"y": True}), accept=None)
+    assert triton_result(binary, binary_headers).as_numpy("y").tobytes() == values.tobytes()
