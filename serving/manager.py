@@ -136,10 +136,12 @@ class ModelManager:
             if not record.serving:
                 raise Unavailable(f"model '{name}' is not ready: {self._why_not_ready(record)}")
             return record.serving[max(record.serving)]
-        try:
-            number = int(version)
-        except ValueError:
-            raise InvalidArgument(f"model version {version!r} is not a number") from None
+        # Only ASCII digits: int() would also take other scripts' digits, "1_0", "+1" and " 1".
+        if not (version.isascii() and version.isdigit()):
+            raise InvalidArgument(f"model version {version!r} is not a number")
+        if len(version) > 18:
+            raise InvalidArgument(f"model version {version!r} is out of range")
+        number = int(version)
         found = record.serving.get(number)
         if found is not None:
             return found

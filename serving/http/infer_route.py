@@ -76,7 +76,7 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     encoding = headers.get("content-encoding")
     if encoding and encoding.strip().lower() != "identity":
-        body = request_codec.decode_body(body, encoding, limit)
+        body = await request_codec.decode_body_async(body, encoding, limit)
     return body
 
 
@@ -121,15 +121,8 @@ class InferRoute:
         self, name: str, version: str, headers: dict[str, str], body: bytes
     ) -> tuple[bytes, dict[str, str]]:
         core = self.core
-        header_length: int | None = None
         raw = headers.get("inference-header-content-length")
-        if raw is not None:
-            try:
-                header_length = int(raw)
-            except ValueError:
-                raise InvalidArgument(
-                    f"Inference-Header-Content-Length {raw!r} is not an integer"
-                ) from None
+        header_length = None if raw is None else request_codec.parse_header_length(raw)
         raw_input = None
         if header_length == 0:
             model = core.manager.get(name, version)

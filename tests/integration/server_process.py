@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,12 @@ import httpx
 __all__ = ["ServerProcess"]
 
 _LISTEN = re.compile(r"(HTTP|gRPC|metrics) service listening on ([^\s:]+):(\d+)")
+
+
+def _limit(memory_limit: int | None) -> Callable[[], None] | None:
+    if memory_limit is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
 
 class ServerProcess:
@@ -28,9 +36,12 @@ class ServerProcess:
         log_dir: Path,
         wait_ready: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         """``ssl_context``: the server runs TLS (--tls-cert); readiness is polled over
-        https with this client context (CA, and a client certificate for mutual TLS)."""
+        https with this client context (CA, and a client certificate for mutual TLS).
+        ``memory_limit``: the server's address space in bytes (RLIMIT_AS), so a test of a
+        memory bomb cannot take the machine down with it."""
         self.ssl_context = ssl_context
         scheme = "https" if ssl_context is not None else "http"
         self.log_path = log_dir / f"sluice-{os.getpid()}-{time.monotonic_ns()}.log"
@@ -41,7 +52,9 @@ class ServerProcess:
             "--http-port", "0", "--metrics-port", "0", "--grpc-port", "0",
             *args,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_limit(memory_limit)
+        )
         self.http_port = self.grpc_port = self.metrics_port = 0
         self._wait_listening(timeout=60)
         self.url = f"127.0.0.1:{self.http_port}"
