@@ -2,8 +2,8 @@
 
 Errors are Sluice errors mapped once (``serving.grpc.errors``); anything else is
 logged and answered INTERNAL, and the server keeps serving. ``add_to_server``
-registers it; ModelStreamInfer decodes its own messages, so one undecodable
-message is answered in the stream instead of ending it.
+registers it; every RPC decodes its own messages, so an undecodable unary request is
+INVALID_ARGUMENT and one undecodable message is answered in the stream instead of ending it.
 """
 
 from __future__ import annotations
@@ -247,6 +247,24 @@ _HANDLER_KINDS = {
 _UNDECODED = frozenset({"ModelStreamInfer"})
 
 
+def _decoding(handler: Callable[[Any, Any], Awaitable[Any]], request_class: Any) -> Any:
+    """A unary handler that decodes its own request, so bytes that are no message of its
+    type are INVALID_ARGUMENT with the reason (grpcio's own deserializer answers UNKNOWN)."""
+
+    @functools.wraps(handler)
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            request = request_class.FromString(raw)
+        except DecodeError as exc:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"cannot decode the {request_class.DESCRIPTOR.name}: {exc}",
+            )
+        return await handler(request, context)
+
+    return call
+
+
 def _message_class(type_name: str) -> Any:
     """The class in ``pb`` of a type name such as ``.inference.ModelInferRequest``."""
     return getattr(pb, type_name.rpartition(".")[2])
@@ -262,9 +280,14 @@ def add_to_server(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
     for method in methods.method:
         make = _HANDLER_KINDS[method.client_streaming, method.server_streaming]
         request, response = _message_class(method.input_type), _message_class(method.output_type)
+        handler = getattr(servicer, method.name)
+        if not method.client_streaming:
+            handler = _decoding(handler, request)
         handlers[method.name] = make(
-            getattr(servicer, method.name),
-            request_deserializer=None if method.name in _UNDECODED else request.FromString,
+            handler,
+            request_deserializer=None
+            if method.name in _UNDECODED or not method.client_streaming
+            else request.FromString,
             response_serializer=response.SerializeToString,
         )
     server.add_generic_rpc_handlers(

@@ -5,7 +5,6 @@ Each handler translates the wire into one core call and the result back.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -17,7 +16,7 @@ from starlette.routing import Route
 
 from serving.core import InferenceCore
 from serving.errors import InvalidArgument, SluiceError, Unsupported
-from serving.http import response_codec
+from serving.http import request_codec, response_codec
 from serving.http.infer_route import ASGIApp, InferRoute, error_parts, read_body
 
 __all__ = ["create_app"]
@@ -45,10 +44,7 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     body = await _read_body(request, limit)
     if not body.strip():
         return {}
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"malformed JSON request body: {exc}") from None
+    obj = request_codec.parse_json(body)
     if not isinstance(obj, dict):
         raise InvalidArgument("request body must be a JSON object")
     return obj

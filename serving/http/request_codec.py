@@ -30,6 +30,7 @@ __all__ = [
     "decode_body_async",
     "decode_infer_request",
     "parse_header_length",
+    "parse_json",
 ]
 
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
@@ -222,7 +223,7 @@ def decode_infer_request(
                 f"Inference-Header-Content-Length {header_length} is out of range for a "
                 f"{len(body)}-byte body"
             )
-        header = _parse_json(memoryview(body)[:header_length])
+        header = parse_json(memoryview(body)[:header_length])
         binary: memoryview | None = memoryview(body)[header_length:]
         return _build_request(
             header, model_name, model_version, binary, msgpack_form=False, shm=shared_memory
@@ -233,7 +234,7 @@ def decode_infer_request(
             shm=shared_memory,
         )  # fmt: skip
     return _build_request(
-        _parse_json(body), model_name, model_version, None, msgpack_form=False, shm=shared_memory
+        parse_json(body), model_name, model_version, None, msgpack_form=False, shm=shared_memory
     )
 
 
@@ -241,8 +242,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _parse_json(body: bytes | memoryview) -> Any:
-    """JSON as Triton reads it: ``NaN``, ``Infinity`` and ``-Infinity`` are values, but a
+def parse_json(body: bytes | memoryview) -> Any:
+    """Any JSON request document (every HTTP route reads JSON through this), as Triton reads it: ``NaN``, ``Infinity`` and ``-Infinity`` are values, but a
     number too large for a 64-bit float (``1e309``) is refused rather than made infinite."""
     data = bytes(body)
     try:

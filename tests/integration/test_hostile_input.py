@@ -305,3 +305,33 @@ def test_grpc_invalid_argument_not_internal(
         stub.ModelInfer(msg)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert info.value.details() == message
+
+
+@pytest.mark.parametrize(
+    "method", ["ModelInfer", "ModelMetadata", "ModelConfig", "RepositoryIndex"]
+)
+def test_grpc_undecodable_unary_request_is_invalid_argument(
+    stub: pb_grpc.GRPCInferenceServiceStub, hostile_server: ServerProcess, method: str
+) -> None:
+    """Bytes that are no protobuf message (a field header promising more bytes than follow)
+    are answered INVALID_ARGUMENT with the reason, not grpcio's UNKNOWN."""
+    with grpc.insecure_channel(hostile_server.grpc_url) as channel:
+        call = channel.unary_unary(
+            f"/inference.GRPCInferenceService/{method}",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\x0a\xff\xff\xff\x0f" + b"x" * 8)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert info.value.details().startswith("cannot decode the ")
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/repository/index", "/v2/systemsharedmemory/region/r/register"]
+)
+def test_deep_json_on_other_routes_is_400(http: httpx.Client, path: str) -> None:
+    """Every route reads JSON through the infer route's parser: deep nesting is a 400 there too."""
+    body = '{"a":' + "[" * 50_000 + "]" * 50_000 + "}"
+    response = http.post(path, content=body)
+    assert _error(response, 400) == "malformed JSON request: nested too deeply to parse"
