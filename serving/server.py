@@ -147,6 +147,7 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
         reuse_port=worker is not None,
         credentials=tls.grpc_credentials(settings),
         authenticator=auth,
+        max_request_bytes=settings.max_request_bytes,
     )
 
     loop = asyncio.get_running_loop()

@@ -1,7 +1,8 @@
 """The ``grpc.aio`` server: the inference service plus ``grpc.health.v1``.
 
-Message sizes are unlimited both ways (the gRPC default of 4 MB breaks real
-clients, which send INT32_MAX themselves). Health answers NOT_SERVING until the
+Responses are unlimited in size (the gRPC default of 4 MB breaks real clients, which
+send INT32_MAX themselves); a request may be as large as ``--max-request-size``, as over
+HTTP, so one message cannot take unbounded memory (RESOURCE_EXHAUSTED past it). Health answers NOT_SERVING until the
 core is ready, SERVING after, and NOT_SERVING again while shutting down.
 """
 
@@ -40,15 +41,18 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
         credentials: grpc.ServerCredentials | None = None,
         authenticator: Authenticator | None = None,
+        max_request_bytes: int = -1,
     ) -> None:
         """``reuse_port``: share the port with the other ``--workers`` (SO_REUSEPORT); off,
         a port already in use fails loudly. ``options``: more grpcio channel arguments.
         ``credentials``: serve TLS (serving.tls). ``authenticator``: require bearer tokens
-        (serving.grpc.auth); None adds no interceptor at all."""
+        (serving.grpc.auth); None adds no interceptor at all. ``max_request_bytes``: the
+        largest request message taken (-1: no limit)."""
         self.core = core
-        self._options = [
-            (k, int(reuse_port) if k == "grpc.so_reuseport" else v) for k, v in _OPTIONS
-        ] + list(options)
+        chosen = {"grpc.so_reuseport": int(reuse_port)}
+        # a channel argument is a C int
+        chosen["grpc.max_receive_message_length"] = min(max_request_bytes, 2**31 - 1)
+        self._options = [(k, chosen.get(k, v)) for k, v in _OPTIONS] + list(options)
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()

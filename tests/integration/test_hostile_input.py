@@ -335,3 +335,21 @@ def test_deep_json_on_other_routes_is_400(http: httpx.Client, path: str) -> None
     body = '{"a":' + "[" * 50_000 + "]" * 50_000 + "}"
     response = http.post(path, content=body)
     assert _error(response, 400) == "malformed JSON request: nested too deeply to parse"
+
+
+def test_grpc_request_over_the_size_limit_is_resource_exhausted(
+    hostile_server: ServerProcess,
+) -> None:
+    """--max-request-size holds on gRPC as on HTTP: one message cannot take unbounded memory,
+    while a message under it (larger than gRPC's 4 MB default) is served."""
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    with grpc.insecure_channel(hostile_server.grpc_url, options=unlimited) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        under = _grpc_request("UINT8", [1, LIMIT // 2], bytes(LIMIT // 2))
+        answer = stub.ModelInfer(under)
+        assert answer.raw_output_contents[0] == bytes(LIMIT // 2)
+        over = _grpc_request("UINT8", [1, LIMIT + 1], bytes(LIMIT + 1))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(over)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+    assert str(LIMIT) in info.value.details()
