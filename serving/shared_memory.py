@@ -292,11 +292,16 @@ def _key_file(key: str) -> str:
     return name
 
 
+# Each region holds an open descriptor: a cap keeps registrations from exhausting them.
+MAX_REGIONS = 1024
+
+
 class SharedMemoryRegistry:
     """The registered system shared-memory regions of one server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_regions: int = MAX_REGIONS) -> None:
         self._regions: dict[str, _Region] = {}
+        self._max_regions = max_regions
 
     def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
         if not name:
@@ -307,6 +312,11 @@ class SharedMemoryRegistry:
             raise InvalidArgument(f"shared memory region {name!r}: byte_size must be positive")
         if name in self._regions:
             raise InvalidArgument(f"shared memory region {name!r} is already registered")
+        if len(self._regions) >= self._max_regions:
+            raise InvalidArgument(
+                f"shared memory region {name!r}: {len(self._regions)} regions are registered, "
+                f"the most one server holds; unregister some first"
+            )
         self._regions[name] = _Region(name, key, offset, byte_size)
 
     def unregister(self, name: str = "") -> None:

@@ -60,6 +60,20 @@ def test_register_twice(shm_key: str) -> None:
         registry.register("a", shm_key, 0, 4)
 
 
+def test_registrations_are_capped(shm_key: str) -> None:
+    """Each region holds a descriptor; past the cap a registration is refused and the
+    registered ones stay usable; unregistering makes room again."""
+    registry = SharedMemoryRegistry(max_regions=3)
+    for name in "abc":
+        registry.register(name, shm_key, 0, 4)
+    with pytest.raises(InvalidArgument, match="3 regions are registered"):
+        registry.register("d", shm_key, 0, 4)
+    assert [r["name"] for r in registry.status()] == ["a", "b", "c"]
+    registry.unregister("a")
+    registry.register("d", shm_key, 0, 4)
+    registry.unregister()
+
+
 def test_read_is_a_read_only_copy(shm_registry) -> None:
     registry, write = shm_registry
     write(np.arange(4, dtype=np.float32).tobytes(), at=16)
