@@ -6,7 +6,8 @@ no serving logic of their own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from serving import __version__
@@ -14,7 +15,8 @@ from serving.config import model_config_pb2
 from serving.errors import InvalidArgument
 from serving.manager import ModelManager
 from serving.metrics import Metrics
-from serving.model import TensorSpec
+from serving.model import ModelVersion, TensorSpec
+from serving.router import Router
 from serving.settings import Settings
 from serving.shared_memory import SharedMemoryRegistry, disabled_error, output_references
 from serving.types import InferRequest, InferResponse
@@ -32,11 +34,23 @@ EXTENSIONS = (
 SHARED_MEMORY_EXTENSION = "system_shared_memory"
 
 
+def _discard_shadow(running: set[asyncio.Task[InferResponse]]) -> Callable[..., None]:
+    def done(task: asyncio.Task[InferResponse]) -> None:
+        running.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed shadow is no error of the request's
+
+    return done
+
+
 class InferenceCore:
     def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
         self.settings = settings
         self.manager = manager
         self.metrics = metrics
+        # Which version answers each inference request (metadata calls ask the manager).
+        self.router = Router(manager)
+        self._shadowing: set[asyncio.Task[InferResponse]] = set()
         self._started = False
         # None while system shared memory is off (the default).
         self.shared_memory: SharedMemoryRegistry | None = (
@@ -53,6 +67,8 @@ class InferenceCore:
         self.manager.drain()
 
     async def close(self) -> None:
+        for task in list(self._shadowing):
+            task.cancel()
         await self.manager.close()
         if self.shared_memory is not None:
             self.shared_memory.close()
@@ -143,7 +159,9 @@ class InferenceCore:
     async def infer(self, request: InferRequest) -> InferResponse:
         """Run a request; outputs asked for in shared memory are written there too (the
         front end then sends their metadata without data, see ``output_references``)."""
-        mv = self.manager.get(request.model_name, request.model_version)
+        mv = self.router.route(request)
+        if self.router.has_policies:
+            self._shadow(request, mv)
         refs = output_references(request)
         if refs:
             if self.shared_memory is None:
@@ -154,6 +172,14 @@ class InferenceCore:
             assert self.shared_memory is not None
             self.shared_memory.write_outputs(refs, response)
         return response
+
+    def _shadow(self, request: InferRequest, chosen: ModelVersion) -> None:
+        """Send copies of ``request`` to the versions the policy shadows it to; their
+        answers (and failures) are discarded and never hold up or fail ``request``."""
+        for version in self.router.shadows(request, chosen):
+            task = asyncio.create_task(version.infer(request))
+            self._shadowing.add(task)
+            task.add_done_callback(_discard_shadow(self._shadowing))
 
     # -- system shared memory ---------------------------------------------------
 

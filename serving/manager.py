@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class _LoadFailed(InvalidArgument):
 READY = "READY"
 LOADING = "LOADING"
 UNAVAILABLE = "UNAVAILABLE"
+
+_NONE_READY: Mapping[int, ModelVersion] = MappingProxyType({})
 
 RuntimeFactory = Callable[[Path, Any, Settings], Runtime]
 
@@ -150,6 +153,11 @@ class ModelManager:
             raise NotFound(f"model '{name}' has no version {number}")
         reason = f": {status.reason}" if status.reason else ""
         raise Unavailable(f"model '{name}' version {number} is {status.state.lower()}{reason}")
+
+    def ready(self, name: str) -> Mapping[int, ModelVersion]:
+        """The versions of ``name`` serving now, by number (empty when none or unknown)."""
+        record = self._records.get(name)
+        return record.serving if record is not None else _NONE_READY
 
     def ready_versions(self, name: str) -> list[str]:
         record = self._records.get(name)

@@ -1,0 +1,177 @@
+"""The router: which version answers an inference request, through a real core."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.core import InferenceCore
+from serving.errors import NotFound, Unavailable
+from serving.examples import write_repository
+from serving.manager import ModelManager
+from serving.metrics import Metrics
+from serving.model import ModelVersion
+from serving.router import HighestReady, Router
+from serving.settings import Settings
+from serving.types import InferInput, InferRequest
+
+MODEL = "identity_fp32"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """identity_fp32 with versions 1, 2 and 3, all serving."""
+    write_repository(tmp_path, [MODEL])
+    (tmp_path / MODEL / "config.pbtxt").write_text("version_policy: { all: {} }\n")
+    for version in (2, 3):
+        (tmp_path / MODEL / str(version)).mkdir()
+        shutil.copy(tmp_path / MODEL / "1" / "model.onnx", tmp_path / MODEL / str(version))
+    return tmp_path
+
+
+def _run(repo: Path, scenario: Callable[[InferenceCore], Awaitable[None]]) -> None:
+    async def main() -> None:
+        settings = Settings(model_repository=repo, cores=1)
+        metrics = Metrics()
+        core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
+        await core.start()
+        try:
+            await scenario(core)
+        finally:
+            await core.close()
+
+    asyncio.run(main())
+
+
+def _request(version: str = "", request_id: str = "") -> InferRequest:
+    data = np.array([[1.5, 2.5]], dtype=np.float32)
+    return InferRequest(
+        MODEL, (InferInput("INPUT0", "FP32", (1, 2), data),), model_version=version, id=request_id
+    )
+
+
+class _ByRequestId:
+    """A stand-in for a traffic split: the request id names the version."""
+
+    def __init__(self) -> None:
+        self.shadowed: list[int] = []
+
+    def choose(self, request: InferRequest, ready: Mapping[int, ModelVersion]) -> ModelVersion:
+        return ready[int(request.id)]
+
+    def shadows(
+        self, request: InferRequest, chosen: ModelVersion, ready: Mapping[int, ModelVersion]
+    ) -> tuple[ModelVersion, ...]:
+        return ()
+
+
+def test_default_policy_is_the_highest_ready_version(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        assert isinstance(core.router.policy(MODEL), HighestReady)
+        response = await core.infer(_request())
+        assert response.model_version == "3"
+        np.testing.assert_array_equal(response.outputs[0].data, [[1.5, 2.5]])
+
+    _run(repo, scenario)
+
+
+def test_an_explicit_version_is_served_by_that_version(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        core.router.set_policy(MODEL, _ByRequestId())
+        for version in ("1", "2", "3"):
+            response = await core.infer(_request(version, request_id="3"))
+            assert response.model_version == version
+        with pytest.raises(NotFound, match="no version 7"):
+            await core.infer(_request("7"))
+
+    _run(repo, scenario)
+
+
+def test_a_policy_picks_the_version_and_the_answer_says_which(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        core.router.set_policy(MODEL, _ByRequestId())
+        answered = [(await core.infer(_request(request_id=v))).model_version for v in "1213"]
+        assert answered == ["1", "2", "1", "3"]
+        # statistics count each version's own requests
+        stats = {s["version"]: s["inference_count"] for s in core.model_statistics(MODEL)["model_stats"]}  # fmt: skip
+        assert stats == {"1": 2, "2": 1, "3": 1}
+        core.router.set_policy(MODEL, None)
+        assert (await core.infer(_request(request_id="1"))).model_version == "3"
+
+    _run(repo, scenario)
+
+
+def test_metadata_config_and_ready_never_pass_through_the_policy(repo: Path) -> None:
+    class Refuses(_ByRequestId):
+        def choose(self, request: InferRequest, ready: Mapping[int, ModelVersion]) -> ModelVersion:
+            raise AssertionError("metadata went through the routing policy")
+
+    async def scenario(core: InferenceCore) -> None:
+        core.router.set_policy(MODEL, Refuses())
+        assert core.model_metadata(MODEL)["versions"] == ["1", "2", "3"]
+        assert core.model_config(MODEL)["name"] == MODEL
+        assert core.model_ready(MODEL)
+        assert core.raw_input(MODEL).name == "INPUT0"
+
+    _run(repo, scenario)
+
+
+def test_unknown_and_unready_models_fail_as_before(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        core.router.set_policy(MODEL, _ByRequestId())
+        with pytest.raises(NotFound, match="unknown model 'nope'"):
+            await core.infer(InferRequest("nope", ()))
+        await core.manager.unload(MODEL, _internal=True)
+        with pytest.raises(Unavailable, match="not ready"):
+            await core.infer(_request(request_id="1"))
+
+    _run(repo, scenario)
+
+
+def test_a_router_without_policies_asks_only_for_the_default() -> None:
+    asked: list[tuple[str, str]] = []
+
+    class Versions:
+        def get(self, name: str, version: str = "") -> ModelVersion:
+            asked.append((name, version))
+            raise NotFound("none")
+
+        def ready(self, name: str) -> Mapping[int, ModelVersion]:
+            raise AssertionError("the default route needs no list of ready versions")
+
+    router = Router(Versions())
+    for version in ("", "2"):
+        with pytest.raises(NotFound):
+            router.route(InferRequest(MODEL, (), model_version=version))
+    assert asked == [(MODEL, ""), (MODEL, "2")]
+    assert router.shadows(InferRequest(MODEL, ()), None) == ()  # type: ignore[arg-type]
+
+
+def test_shadow_copies_run_and_their_answers_are_discarded(repo: Path) -> None:
+    class ShadowToOne(_ByRequestId):
+        def choose(self, request: InferRequest, ready: Mapping[int, ModelVersion]) -> ModelVersion:
+            return ready[3]
+
+        def shadows(
+            self, request: InferRequest, chosen: ModelVersion, ready: Mapping[int, ModelVersion]
+        ) -> tuple[ModelVersion, ...]:
+            return (ready[1], ready[2])
+
+    async def scenario(core: InferenceCore) -> None:
+        core.router.set_policy(MODEL, ShadowToOne())
+        await core.manager.get(MODEL, "2").retire()  # its shadow copy fails
+        response = await core.infer(_request())
+        assert response.model_version == "3"
+        while core._shadowing:
+            await asyncio.sleep(0)
+        stats = {s["version"]: s for s in core.model_statistics(MODEL)["model_stats"]}
+        assert stats["3"]["inference_count"] == 1
+        assert stats["1"]["inference_count"] == 1  # the shadow copy ran
+        assert stats["2"]["inference_count"] == 0  # retired: it failed, the request did not
+
+    _run(repo, scenario)
