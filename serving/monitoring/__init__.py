@@ -1,0 +1,29 @@
+"""The monitoring loop: data collection, drift detection, events and the audit trail.
+
+Heavy dependencies (pyarrow, scipy, cloudevents, standardwebhooks) load lazily,
+when the part that needs them runs; ``pip install sluice[monitoring]`` brings them.
+See docs/monitoring.md.
+"""
+
+from serving.monitoring._collector import DROP_REASONS, Collector, CollectorOptions
+from serving.monitoring._config import CollectConfig, CollectConfigError, ColumnSpec, sampled
+from serving.monitoring._observer import (
+    CollectObserver,
+    VersionDescription,
+    describe_model_version,
+)
+from serving.monitoring._parquet import roll_segment
+
+__all__ = [
+    "DROP_REASONS",
+    "CollectConfig",
+    "CollectConfigError",
+    "CollectObserver",
+    "Collector",
+    "CollectorOptions",
+    "ColumnSpec",
+    "VersionDescription",
+    "describe_model_version",
+    "roll_segment",
+    "sampled",
+]

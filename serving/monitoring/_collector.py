@@ -1,0 +1,327 @@
+"""The data collector: sampled on the request path, written off it.
+
+The request path decides sampling (once per request) and puts a record holding
+references to the decoded arrays into a bounded queue without waiting; when the
+queue is full the record is dropped and counted, and the request goes on. One
+writer thread drains the queue into the spool, rolls closed segments into
+Parquet, enforces the disk caps and feeds the optional sink and listeners.
+
+A crash loses at most what is still in the queue; what reached the spool is
+rolled by the next process that starts on the same destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.monitoring._config import CollectConfig, CollectConfigError, sampled
+from serving.monitoring._parquet import OutputIndex, roll_segment
+from serving.monitoring._record import ERROR, OK, CollectRecord, RecordTooLarge, encode
+from serving.monitoring._spool import Segment, Spool, read_frames
+
+__all__ = ["DROP_REASONS", "Collector", "CollectorOptions"]
+
+log = logging.getLogger("sluice.collect")
+
+DROP_REASONS = ("queue_full", "too_large", "spool_cap", "output_cap", "write_failed", "sink_failed")
+SPOOL_DIR = "_spool"  # underscore: pyarrow, pandas, polars and DuckDB skip it when reading
+
+Listener = Callable[[CollectRecord, CollectConfig], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorOptions:
+    destination: Path
+    queue_size: int = 10_000
+    segment_bytes: int = 16 * 1024 * 1024  # a segment closes (and rolls) past this size
+    roll_secs: float = 60.0  # ... or this long after its first record
+    spool_max_bytes: int = 1024 * 1024 * 1024
+    output_max_bytes: int = 0  # 0: no cap on the Parquet output
+    default_sample_rate: float = 1.0
+    spool_dir: Path | None = None  # default: <destination>/_spool
+
+
+class Collector:
+    def __init__(
+        self,
+        options: CollectorOptions,
+        *,
+        registry: Any = None,
+        sink: Any = None,
+        on_dropping: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``registry``: a prometheus_client CollectorRegistry for the counters;
+        ``sink``: an object with ``send(record, config)`` (e.g. CloudEventsSink), called
+        from the writer thread; ``on_dropping(reason, count)``: told, at most once a
+        minute per reason, that data is being dropped."""
+        self.options = options
+        self.destination = options.destination
+        self.destination.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(options.spool_dir or self.destination / SPOOL_DIR)
+        self._queue: queue.Queue[CollectRecord | None] = queue.Queue(options.queue_size)
+        self._configs: dict[tuple[str, str], CollectConfig] = {}
+        self._listeners: list[Listener] = []
+        self._sink = sink
+        self._on_dropping = on_dropping
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._reported: dict[str, tuple[float, int]] = {}
+        self.rows_written = 0
+        self._segment: Segment | None = None
+        self._index: OutputIndex | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._flush = threading.Event()
+        self._counter = self._gauge_rows = None
+        if registry is not None:
+            from prometheus_client import Counter
+
+            self._counter = Counter(
+                "sluice_collect_dropped", "Collected records dropped, by reason",
+                ["reason"], registry=registry,
+            )  # fmt: skip
+            for reason in DROP_REASONS:
+                self._counter.labels(reason)
+            self._gauge_rows = Counter(
+                "sluice_collect_rows", "Rows written to the collection output", registry=registry
+            )
+
+    # -- models ----------------------------------------------------------------
+
+    def attach(
+        self,
+        model: str,
+        version: str,
+        parameters: Mapping[str, str],
+        inputs: Sequence[tuple[str, np.dtype, tuple[int, ...]]],
+        outputs: Sequence[tuple[str, np.dtype, tuple[int, ...]]],
+        *,
+        batching: bool = True,
+    ) -> CollectConfig | None:
+        """Start collecting a model version; a bad ``sluice.collect.*`` parameter is
+        logged and that version is not collected (it still serves)."""
+        try:
+            config = CollectConfig.from_parameters(
+                model, parameters, inputs, outputs,
+                default_sample_rate=self.options.default_sample_rate, batching=batching,
+            )  # fmt: skip
+        except CollectConfigError as exc:
+            log.error("collection off for %s version %s: %s", model, version, exc)
+            return None
+        if config.sample_rate <= 0.0:
+            self._configs.pop((model, version), None)
+            return None
+        self._configs[(model, version)] = config
+        return config
+
+    def detach(self, model: str, version: str) -> None:
+        self._configs.pop((model, version), None)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called from the writer thread with each record written to the spool."""
+        self._listeners.append(listener)
+
+    # -- the request path ----------------------------------------------------------
+
+    def config_for(self, model: str, version: str) -> CollectConfig | None:
+        return self._configs.get((model, version))
+
+    def observe(
+        self,
+        model: str,
+        version: str,
+        request_id: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        latency_ns: int,
+        error: str | None = None,
+    ) -> bool:
+        """Sample and enqueue one request's record; never blocks, never raises for a
+        full queue. Returns whether a record was enqueued."""
+        config = self._configs.get((model, version))
+        if config is None or not sampled(config, request_id, random.random()):
+            return False
+        record = CollectRecord(
+            request_id=request_id or uuid.uuid4().hex,
+            timestamp_us=time.time_ns() // 1000,
+            model=model,
+            version=version,
+            sample_rate=config.sample_rate,
+            status=OK if error is None else ERROR,
+            error=error,
+            latency_us=latency_ns // 1000,
+            inputs=inputs,
+            outputs=outputs,
+        )
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._drop("queue_full")
+            return False
+        return True
+
+    # -- counters --------------------------------------------------------------------
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        self._dropped[reason] += count
+        if self._counter is not None:
+            self._counter.labels(reason).inc(count)
+
+    def dropped(self, reason: str) -> int:
+        return self._dropped[reason]
+
+    def _report_drops(self) -> None:
+        if self._on_dropping is None:
+            return
+        now = time.monotonic()
+        for reason, count in self._dropped.items():
+            last_at, last_count = self._reported.get(reason, (-1e9, 0))
+            if count > last_count and now - last_at >= 60.0:
+                self._reported[reason] = (now, count)
+                try:
+                    self._on_dropping(reason, count)
+                except Exception:
+                    log.exception("reporting dropped collection data failed")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Close what a dead writer left, roll every closed segment, start the writer."""
+        self.spool.adopt_orphans()
+        self._index = OutputIndex(self.destination)
+        self._roll_closed()
+        self._thread = threading.Thread(target=self._run, name="sluice-collect", daemon=True)
+        self._thread.start()
+
+    def flush(self) -> None:
+        """Ask the writer to close the current segment and roll it soon."""
+        self._flush.set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, roll everything, stop the writer."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+        self._thread = None
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _take(self, timeout: float) -> list[CollectRecord | None]:
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < 1024:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            segment = self._segment
+            wait = 0.5
+            if segment is not None:
+                age = time.monotonic() - segment.created
+                wait = min(wait, max(0.001, self.options.roll_secs - age))
+            batch = self._take(wait)
+            stop = None in batch
+            self._write([r for r in batch if r is not None])
+            segment = self._segment
+            if segment is not None and (
+                stop or self._flush.is_set()
+                or segment.bytes >= self.options.segment_bytes
+                or time.monotonic() - segment.created >= self.options.roll_secs
+            ):  # fmt: skip
+                self._close_segment()
+                self._roll_closed()
+            self._flush.clear()
+            self._report_drops()
+            if stop:
+                return
+
+    def _write(self, records: list[CollectRecord]) -> None:
+        if not records:
+            return
+        for record in records:
+            config = self._configs.get((record.model, record.version))
+            if config is None:  # detached since it was sampled: still written, as it was
+                continue
+            try:
+                payload = encode(record, config)
+            except RecordTooLarge:
+                self._drop("too_large")
+                continue
+            if self._segment is None:
+                self._segment = self.spool.new_segment()
+            self._segment.append(payload)
+            if self._sink is not None:
+                try:
+                    self._sink.send(record, config)
+                except Exception as exc:
+                    self._drop("sink_failed")
+                    log.debug("collection sink failed: %s", exc)
+            for listener in self._listeners:
+                try:
+                    listener(record, config)
+                except Exception:
+                    log.exception("collection listener failed")
+        if self._segment is not None:
+            self._segment.flush()
+
+    def _close_segment(self) -> None:
+        if self._segment is None:
+            return
+        try:
+            self._segment.close()
+        except OSError as exc:
+            log.error("closing spool segment %s failed: %s", self._segment.path, exc)
+        self._segment = None
+        self._cap_spool()
+
+    def _cap_spool(self) -> None:
+        over = self.spool.size() - self.options.spool_max_bytes
+        for path in self.spool.closed_segments():
+            if over <= 0:
+                break
+            size = path.stat().st_size
+            frames = sum(1 for _ in read_frames(path))
+            path.unlink()
+            self._drop("spool_cap", frames)
+            log.warning("spool over its cap: dropped %s (%d records)", path.name, frames)
+            over -= size
+
+    def _roll_closed(self) -> None:
+        assert self._index is not None
+        for path in self.spool.closed_segments():
+            try:
+                written = roll_segment(path, self.destination)
+            except Exception as exc:  # keep the segment: the next roll tries again
+                log.error("rolling %s into Parquet failed: %s", path.name, exc)
+                self._drop("write_failed", 0)
+                return
+            self._index.added(p for p, _ in written)
+            rows = sum(n for _, n in written)
+            self.rows_written += rows
+            if self._gauge_rows is not None:
+                self._gauge_rows.inc(rows)
+        if self.options.output_max_bytes:
+            removed = self._index.evict_over(self.options.output_max_bytes)
+            if removed:
+                self._drop("output_cap", removed)

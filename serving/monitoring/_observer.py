@@ -1,0 +1,76 @@
+"""The collector as an observer of every model version (``serving.observers``).
+
+A version is described (its ``sluice.collect.*`` parameters and tensor specs) the
+first time it is heard, through ``describe``, and remembered; the request path then
+only samples and enqueues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from serving.monitoring._collector import Collector
+
+if TYPE_CHECKING:
+    from serving.observers import InferenceRecord
+
+__all__ = ["CollectObserver", "VersionDescription", "describe_model_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionDescription:
+    parameters: Mapping[str, str]
+    inputs: Sequence[tuple[str, np.dtype, tuple[int, ...]]]
+    outputs: Sequence[tuple[str, np.dtype, tuple[int, ...]]]
+    batching: bool
+
+
+def describe_model_version(mv: Any) -> VersionDescription:
+    """What the collector needs of a ``serving.model.ModelVersion``."""
+    params = {key: value.string_value for key, value in mv.config.parameters.items()}
+    return VersionDescription(
+        parameters=params,
+        inputs=[(s.name, s.datatype.numpy, s.dims) for s in mv.inputs],
+        outputs=[(s.name, s.datatype.numpy, s.dims) for s in mv.outputs],
+        batching=mv.batching,
+    )
+
+
+class CollectObserver:
+    wants_tensors = True
+
+    def __init__(
+        self, collector: Collector, describe: Callable[[str, str], VersionDescription | None]
+    ) -> None:
+        self.collector = collector
+        self._describe = describe
+        self._seen: set[tuple[str, str]] = set()
+
+    def on_inference(self, record: InferenceRecord) -> None:
+        key = (record.model, record.version)
+        if key not in self._seen:
+            self._seen.add(key)
+            desc = self._describe(record.model, record.version)
+            if desc is not None:
+                self.collector.attach(
+                    record.model, record.version, desc.parameters, desc.inputs, desc.outputs,
+                    batching=desc.batching,
+                )  # fmt: skip
+        inputs = {i.name: i.data for i in record.inputs or ()}
+        outputs = {o.name: o.data for o in record.outputs or ()}
+        self.collector.observe(
+            record.model, record.version, record.request_id, inputs, outputs,
+            record.total_ns, None if record.ok else f"{record.outcome}: {record.error}",
+        )  # fmt: skip
+
+    def on_execution(self, record: InferenceRecord) -> None:
+        pass
+
+    def forget(self, model: str, version: str) -> None:
+        """A version was unloaded: describe it again if it comes back."""
+        self._seen.discard((model, version))
+        self.collector.detach(model, version)
