@@ -51,6 +51,8 @@ class InferenceCore:
         # Which version answers each inference request (metadata calls ask the manager).
         self.router = Router(manager)
         self._shadowing: set[asyncio.Task[InferResponse]] = set()
+        # Optional observers (a data collector, a profiler): serving.observers.
+        self.observers = manager.observers
         self._started = False
         # None while system shared memory is off (the default).
         self.shared_memory: SharedMemoryRegistry | None = (

@@ -12,15 +12,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from serving.errors import InvalidArgument, NotFound, SluiceError, Unavailable, Unsupported
 from serving.metrics import Metrics
 from serving.model import ModelVersion, Runtime, lineage_parameters
+from serving.observers import ObserverSet
 from serving.scheduler import DirectScheduler, Scheduler
 from serving.settings import ControlMode, Settings
 
@@ -82,6 +83,8 @@ class ModelManager:
         self._pending: dict[str, tuple] = {}  # poll mode: fingerprints seen once
         self._retiring: set[asyncio.Task[None]] = set()
         self._pinned: dict[str, tuple[int, ...]] = {}  # set by the registry follower
+        # Optional observers (serving.observers) every version tells after each inference.
+        self.observers = ObserverSet()
 
     @property
     def repository(self) -> Path:
@@ -465,7 +468,9 @@ class ModelManager:
                 inline_below_ns=self.settings.inline_execution_us * 1000,
             )
         lineage = lineage_parameters(self.repository / name / str(version))
-        return ModelVersion(name, version, config, runtime, scheduler, self.metrics, lineage)
+        return ModelVersion(
+            name, version, config, runtime, scheduler, self.metrics, lineage, self.observers
+        )
 
     # -- polling -------------------------------------------------------------
 

@@ -8,13 +8,16 @@ the workers start), and the supervisor serves their sum: ``AggregatedMetrics``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from serving.stats import RequestTimings
+
+if TYPE_CHECKING:
+    from serving.observers import InferenceRecord
 
 __all__ = ["AggregatedMetrics", "Metrics"]
 
@@ -54,6 +57,11 @@ class _GpuCollector(Collector):
 
 
 class Metrics:
+    """The Prometheus metrics of one process; an observer (``serving.observers``) of
+    every model version, and what the manager and the batcher report to."""
+
+    wants_tensors = False
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -135,6 +143,17 @@ class Metrics:
                 self.compute_duration.labels(model, version, "output"),
             )
         return children
+
+    def on_inference(self, record: InferenceRecord) -> None:
+        if record.outcome == "ok":
+            self.observe_success(
+                record.model, record.version, record.batch_size, record.total_ns, record
+            )
+        else:
+            self.observe_failure(record.model, record.version, record.total_ns)
+
+    def on_execution(self, record: InferenceRecord) -> None:
+        self.observe_execution(record.model, record.version)
 
     def observe_success(
         self, model: str, version: str, batch_size: int, total_ns: int, t: RequestTimings

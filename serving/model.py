@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from serving.datatypes import DataType, by_config_name
-from serving.errors import InvalidArgument, Unavailable
+from serving.errors import InvalidArgument, SluiceError, Unavailable
 from serving.metrics import Metrics
+from serving.observers import InferenceRecord, ObserverSet, notify
 from serving.scheduler import Scheduler
-from serving.stats import RequestTimings, VersionStats
+from serving.stats import VersionStats
 from serving.types import InferOutput, InferRequest, InferResponse
 
 __all__ = [
@@ -138,6 +139,7 @@ class ModelVersion:
         scheduler: Scheduler,
         metrics: Metrics | None = None,
         lineage: Mapping[str, str] | None = None,
+        observers: ObserverSet | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -153,6 +155,12 @@ class ModelVersion:
         self._inputs_by_name = {s.name: s for s in self.inputs}
         self._outputs_by_name = {s.name: s for s in self.outputs}
         self.stats = VersionStats()
+        # Told after every inference: this version's statistics and the process's
+        # metrics, then the server's optional observers (a collector, a profiler).
+        self._own_observers: tuple[Any, ...] = (
+            (self.stats,) if metrics is None else (self.stats, metrics)
+        )
+        self.observers = observers if observers is not None else ObserverSet()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -274,6 +282,7 @@ class ModelVersion:
         self._inflight += 1
         self._idle.clear()
         queue_ns = 0
+        wants_tensors = self.observers.wants_tensors
         try:
             inputs, names, batch = self.prepare(request)
             prepared = time.perf_counter_ns()
@@ -282,32 +291,51 @@ class ModelVersion:
             out_start = time.perf_counter_ns()
             response = self._response(request, names, execution.outputs)
             end = time.perf_counter_ns()
-            timings = RequestTimings(
-                queue_ns=execution.queue_ns,
+            record = InferenceRecord(
+                queue_ns=queue_ns,
                 compute_input_ns=prepared - start,
                 compute_infer_ns=execution.compute_infer_ns,
                 compute_output_ns=end - out_start,
+                model=self.name,
+                version=self.version_str,
+                request_id=request.id,
+                batch_size=batch,
+                total_ns=end - start,
+                execution_size=execution.batch_size if execution.first_in_batch else 0,
+                inputs=request.inputs if wants_tensors else None,
+                outputs=response.outputs if wants_tensors else None,
             )
-            self.stats.record_success(batch, end - start, timings)
-            if execution.first_in_batch:
-                self.stats.record_execution(execution.batch_size, timings)
-            if self.metrics is not None:
-                self.metrics.observe_success(
-                    self.name, self.version_str, batch, end - start, timings
+        except BaseException as exc:
+            outcome, error = (
+                (exc.code.value, exc.message)
+                if isinstance(exc, SluiceError)
+                else ("internal", f"{type(exc).__name__}: {exc}")
+            )
+            self._tell(
+                InferenceRecord(
+                    queue_ns=queue_ns,
+                    model=self.name,
+                    version=self.version_str,
+                    request_id=request.id,
+                    outcome=outcome,
+                    error=error,
+                    total_ns=time.perf_counter_ns() - start,
+                    inputs=request.inputs if wants_tensors else None,
                 )
-                if execution.first_in_batch:
-                    self.metrics.observe_execution(self.name, self.version_str)
-            return response
-        except BaseException:
-            total = time.perf_counter_ns() - start
-            self.stats.record_failure(total, queue_ns)
-            if self.metrics is not None:
-                self.metrics.observe_failure(self.name, self.version_str, total)
+            )
             raise
         finally:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+        self._tell(record)
+        return response
+
+    def _tell(self, record: InferenceRecord) -> None:
+        notify(self._own_observers, record)
+        optional = self.observers.observers
+        if optional:
+            notify(optional, record)
 
     async def retire(self, drain_timeout: float = 30.0) -> None:
         """Stop taking requests, run those in flight without waiting for batches to fill,

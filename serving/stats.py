@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from serving.observers import InferenceRecord
 
 __all__ = ["Duration", "RequestTimings", "VersionStats"]
 
@@ -49,9 +52,12 @@ _PHASES = (
 
 
 class VersionStats:
-    """Cumulative counters rendered as one entry of the statistics extension."""
+    """Cumulative counters rendered as one entry of the statistics extension; the
+    observer (``serving.observers``) of one model version."""
 
     __slots__ = ("_batches", "_durations", "execution_count", "inference_count", "last_inference")
+
+    wants_tensors = False
 
     def __init__(self) -> None:
         self._durations = {phase: Duration() for phase in _PHASES}
@@ -59,6 +65,15 @@ class VersionStats:
         self.inference_count = 0
         self.execution_count = 0
         self.last_inference = 0
+
+    def on_inference(self, record: InferenceRecord) -> None:
+        if record.outcome == "ok":
+            self.record_success(record.batch_size, record.total_ns, record)
+        else:
+            self.record_failure(record.total_ns, record.queue_ns)
+
+    def on_execution(self, record: InferenceRecord) -> None:
+        self.record_execution(record.execution_size, record)
 
     def record_success(self, batch_size: int, total_ns: int, timings: RequestTimings) -> None:
         d = self._durations
