@@ -1,0 +1,123 @@
+"""The health gate a new version passes before it is committed.
+
+Two checks: the golden inputs shipped with the version (a KServe V2 request body plus
+the expected outputs) answer within tolerance, and the live requests of the canary
+window stay under an error rate and a p99 latency. The live numbers come from the
+server's own Prometheus counters and request-duration histogram, as deltas from the
+moment the canary began.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["GateVerdict", "LiveSample", "compare_golden", "judge_live", "parse_metrics"]
+
+_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSample:
+    """What a model version had answered so far, from the server's metrics."""
+
+    success: float = 0.0
+    failure: float = 0.0
+    buckets: tuple[tuple[float, float], ...] = ()  # (le, cumulative count), le ascending
+
+    def minus(self, base: LiveSample) -> LiveSample:
+        old = dict(base.buckets)
+        return LiveSample(
+            self.success - base.success,
+            self.failure - base.failure,
+            tuple((le, n - old.get(le, 0.0)) for le, n in self.buckets),
+        )
+
+    @property
+    def total(self) -> float:
+        return self.success + self.failure
+
+    def p99_secs(self) -> float:
+        """The upper bound of the bucket holding the 99th percentile (inf past the last)."""
+        if not self.buckets or self.buckets[-1][1] <= 0:
+            return 0.0
+        target = 0.99 * self.buckets[-1][1]
+        for le, count in self.buckets:
+            if count >= target:
+                return le
+        return math.inf
+
+
+def parse_metrics(text: str, model: str, version: int) -> LiveSample:
+    success = failure = 0.0
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
+        if labels.get("model") != model or labels.get("version") != str(version):
+            continue
+        if name == "sluice_inference_requests_total":
+            if labels.get("outcome") == "success":
+                success = value
+            elif labels.get("outcome") == "failure":
+                failure = value
+        elif name == "sluice_request_duration_seconds_bucket":
+            buckets[float(labels["le"])] = value
+    return LiveSample(success, failure, tuple(sorted(buckets.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    done: bool
+    healthy: bool
+    reason: str = ""
+
+
+def judge_live(sample: LiveSample, elapsed: float, config: Any) -> GateVerdict:
+    """The verdict on the canary window so far (``config``: the agent's health.* keys)."""
+    total = sample.total
+    if total >= config["health.min_requests"]:
+        rate = sample.failure / total
+        if rate > config["health.max_error_rate"]:
+            return GateVerdict(True, False, f"live error rate {rate:.1%} over {int(total)} requests exceeds {config['health.max_error_rate']:.1%}")  # fmt: skip
+        p99_ms = sample.p99_secs() * 1000
+        if p99_ms > config["health.max_p99_ms"]:
+            return GateVerdict(True, False, f"live p99 latency <= {p99_ms:g} ms bucket over {int(total)} requests exceeds {config['health.max_p99_ms']:g} ms")  # fmt: skip
+    if total >= config["health.window_requests"] or elapsed >= config["health.window_secs"]:
+        return GateVerdict(True, True, f"{int(total)} live requests, {int(sample.failure)} failed")
+    return GateVerdict(False, True)
+
+
+def compare_golden(golden: dict[str, Any], response: dict[str, Any], atol: float, rtol: float) -> str | None:  # fmt: skip
+    """None when every expected output matches; otherwise the first difference."""
+    got = {o.get("name"): o for o in response.get("outputs", [])}
+    for expected in golden.get("outputs", []):
+        name = expected.get("name")
+        out = got.get(name)
+        if out is None:
+            return f"golden output {name!r} missing from the answer"
+        if "shape" in expected and list(out.get("shape", [])) != list(expected["shape"]):
+            return f"golden output {name!r}: shape {out.get('shape')} != {expected['shape']}"
+        want, have = list(_flat(expected.get("data", []))), list(_flat(out.get("data", [])))
+        if len(want) != len(have):
+            return f"golden output {name!r}: {len(have)} values, expected {len(want)}"
+        for i, (w, h) in enumerate(zip(want, have, strict=True)):
+            if isinstance(w, str) or isinstance(h, str):
+                if w != h:
+                    return f"golden output {name!r}[{i}]: {h!r} != {w!r}"
+            elif not math.isclose(float(h), float(w), rel_tol=rtol, abs_tol=atol):
+                return f"golden output {name!r}[{i}]: {h} differs from {w} beyond atol={atol:g} rtol={rtol:g}"  # fmt: skip
+    return None
+
+
+def _flat(data: Any) -> Any:
+    if isinstance(data, list):
+        for item in data:
+            yield from _flat(item)
+    else:
+        yield data

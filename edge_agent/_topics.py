@@ -1,0 +1,51 @@
+"""The MQTT topics of one device, all under ``sluice/devices/{device_id}/``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DEVICE_ID", "Topics"]
+
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    device_id: str
+    prefix: str = "sluice/devices"
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device_id}"
+
+    @property
+    def desired(self) -> str:
+        """Retained JSON from the fleet side."""
+        return f"{self.base}/desired"
+
+    @property
+    def reported(self) -> str:
+        """Retained JSON from the device."""
+        return f"{self.base}/reported"
+
+    @property
+    def status(self) -> str:
+        """Retained ``online`` / ``offline``; ``offline`` is the connection's last will."""
+        return f"{self.base}/status"
+
+    @property
+    def events(self) -> str:
+        """QoS 1 events drained from the outbox."""
+        return f"{self.base}/events"
+
+    @staticmethod
+    def device_of(topic: str, prefix: str = "sluice/devices") -> tuple[str, str] | None:
+        """``(device_id, leaf)`` of a topic under ``prefix``, or None."""
+        head = prefix + "/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head) :].split("/")
+        if len(parts) != 2:
+            return None
+        return parts[0], parts[1]
