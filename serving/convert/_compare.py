@@ -47,7 +47,10 @@ def compare_outputs(name: str, old: np.ndarray, new: np.ndarray) -> OutputDiffer
         raise ValueError(f"output {name!r}: shapes {list(old.shape)} and {list(new.shape)} differ")
     new = new.reshape(old.shape)
     if not (_numeric(old) and _numeric(new)) or _is_label(old):
-        agree = np.asarray(old).astype(str) == np.asarray(new).astype(str)
+        if _numeric(old) and _numeric(new):  # bool labels come back as 0/1
+            agree = old.astype(np.float64) == new.astype(np.float64)
+        else:
+            agree = old.astype(str) == new.astype(str)
         return OutputDifference(name, "labels", label_agreement=float(agree.mean()))
     old64, new64 = old.astype(np.float64), new.astype(np.float64)
     diff = np.abs(new64 - old64)
