@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from serving.settings import add_arguments, settings_from
+
 __all__ = ["main"]
 
 _DEFAULT_URL = "http://127.0.0.1:8000"
@@ -39,76 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server on a model repository")
-    serve.add_argument("--model-repository", required=True, type=Path, metavar="DIR",
-                       help="Triton-layout repository: DIR/<model>/[config.pbtxt] and <version>/model.onnx")  # fmt: skip
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"),
-                       help="address to listen on (default %(default)s)")  # fmt: skip
-    serve.add_argument("--http-port", type=int, default=int(_env("HTTP_PORT", "8000")),
-                       help="HTTP port; 0 picks a free one (default %(default)s)")  # fmt: skip
-    serve.add_argument("--grpc-port", type=int, default=int(_env("GRPC_PORT", "8001")),
-                       help="gRPC port; 0 picks a free one (default %(default)s)")  # fmt: skip
-    serve.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8002")),
-                       help="Prometheus metrics port; 0 picks a free one (default %(default)s)")  # fmt: skip
-    serve.add_argument("--model-control-mode", choices=["none", "poll", "explicit"],
-                       default=_env("MODEL_CONTROL_MODE", "none"),
-                       help="none: load everything at start; poll: also rescan the repository; "
-                       "explicit: load and unload through the repository API (default %(default)s)")  # fmt: skip
-    serve.add_argument("--load-model", action="append", default=[], metavar="NAME",
-                       help="in explicit mode, a model to load at start ('*' for all); repeatable")  # fmt: skip
-    serve.add_argument("--repository-poll-secs", type=float,
-                       default=float(_env("REPOSITORY_POLL_SECS", "15")),
-                       help="seconds between repository scans in poll mode (default %(default)s)")  # fmt: skip
-    serve.add_argument("--max-request-size", type=int,
-                       default=int(_env("MAX_REQUEST_SIZE", str(64 * 1024 * 1024))), metavar="BYTES",
-                       help="largest request body accepted, after decompression (default %(default)s)")  # fmt: skip
-    # slow clients (serving.http.protocol), on the HTTP and metrics ports of each process
-    serve.add_argument("--http-header-timeout-secs", type=float,
-                       default=float(_env("HTTP_HEADER_TIMEOUT_SECS", "10")), metavar="SECS",
-                       help="a request's line and headers must arrive within this, from its "
-                       "first byte or the connection's start; else 408 and close (default %(default)s)")  # fmt: skip
-    serve.add_argument("--http-body-timeout-secs", type=float,
-                       default=float(_env("HTTP_BODY_TIMEOUT_SECS", "60")), metavar="SECS",
-                       help="a request's whole body must arrive within this, from the end of its "
-                       "headers; else 408 and close (default %(default)s)")  # fmt: skip
-    serve.add_argument("--http-keepalive-secs", type=int,
-                       default=int(_env("HTTP_KEEPALIVE_SECS", "75")), metavar="SECS",
-                       help="an idle keep-alive connection closes after this (default %(default)s)")  # fmt: skip
-    serve.add_argument("--http-max-connections", type=int,
-                       default=int(_env("HTTP_MAX_CONNECTIONS", "1024")), metavar="N",
-                       help="open connections per process; one more is answered 503 (default %(default)s)")  # fmt: skip
-    serve.add_argument("--http-max-buffered-bytes", type=int,
-                       default=_env("HTTP_MAX_BUFFERED_BYTES", "") or None, metavar="BYTES",
-                       help="request body bytes held across all connections of a process; the "
-                       "request that crosses it is answered 503 (default: 4 x --max-request-size, "
-                       "at least 256 MiB)")  # fmt: skip
-    serve.add_argument("--default-max-batch-size", type=int,
-                       default=int(_env("DEFAULT_MAX_BATCH_SIZE", "4")),
-                       help="max_batch_size given to models whose config leaves it to Sluice (default %(default)s)")  # fmt: skip
-    serve.add_argument("--cache-dir", type=Path, default=os.environ.get("SLUICE_CACHE_DIR"),
-                       help="directory for optimized-model caches (off when unset)")  # fmt: skip
-    serve.add_argument("--allow-shared-memory", action="store_true",
-                       default=_env("ALLOW_SHARED_MEMORY", "0") == "1",
-                       help="serve the system shared memory extension (tensors in POSIX shm regions)")  # fmt: skip
-    serve.add_argument("--workers", type=int, default=int(_env("WORKERS", "1")), metavar="N",
-                       help="server processes sharing the HTTP and gRPC ports, each with its own "
-                       "models and cores/N threads; not with explicit model control (default %(default)s)")  # fmt: skip
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"], help="(default %(default)s)")  # fmt: skip
-    # serving from a registry (serving.registry_follower)
-    serve.add_argument("--registry", metavar="URI",
-                       help="follow --model references in this registry: mlflow+http(s)://HOST:PORT "
-                       "or a local registry directory (with --model: default $SLUICE_REGISTRY, "
-                       "else $MLFLOW_TRACKING_URI)")  # fmt: skip
-    serve.add_argument("--model", action="append", default=[], metavar="REF", dest="registry_model",
-                       help="a model to pull at start and follow, e.g. models:/NAME@champion; repeatable")  # fmt: skip
-    serve.add_argument("--registry-poll-secs", type=float,
-                       default=float(_env("REGISTRY_POLL_SECS", "30")),
-                       help="seconds between registry checks for moved references (default %(default)s)")  # fmt: skip
-    serve.add_argument("--registry-retention", type=int,
-                       default=int(_env("REGISTRY_RETENTION", "3")), metavar="K",
-                       help="pulled versions kept on disk for rollback: the newest K plus the "
-                       "serving one (default %(default)s)")  # fmt: skip
-    _add_security_flags(serve)
+    add_arguments(serve)  # one flag per setting (serving.settings)
 
     config = sub.add_parser("config", help="print a model's complete config (derived where absent)")
     config.add_argument("model_dir", type=Path, metavar="MODEL_DIR")
@@ -132,35 +65,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_security_flags(serve: argparse.ArgumentParser) -> None:
-    """Authentication and TLS (README, "Authentication and TLS")."""
-
-    def path(name: str) -> Path | None:
-        value = os.environ.get(f"SLUICE_{name}")
-        return Path(value) if value else None
-
-    group = serve.add_argument_group("authentication and TLS")
-    group.add_argument("--auth-token-file", type=Path, default=path("AUTH_TOKEN_FILE"), metavar="FILE",
-                       help="require bearer tokens: a JSON file of named tokens (or their SHA-256) "
-                       "with scopes infer, read, admin, metrics; health and ready stay open")  # fmt: skip
-    group.add_argument("--jwt-jwks", default=os.environ.get("SLUICE_JWT_JWKS"), metavar="FILE|URL",
-                       help="require bearer tokens: accept JWTs signed by a key in this JSON Web "
-                       "Key Set (needs --jwt-issuer and --jwt-audience)")  # fmt: skip
-    group.add_argument("--jwt-issuer", default=os.environ.get("SLUICE_JWT_ISSUER"),
-                       help="the 'iss' a JWT must carry")  # fmt: skip
-    group.add_argument("--jwt-audience", default=os.environ.get("SLUICE_JWT_AUDIENCE"),
-                       help="the 'aud' a JWT must carry")  # fmt: skip
-    group.add_argument("--metrics-auth", action="store_true",
-                       default=_env("METRICS_AUTH", "0") == "1",
-                       help="the metrics port requires a token with the 'metrics' scope too")  # fmt: skip
-    group.add_argument("--tls-cert", type=Path, default=path("TLS_CERT"), metavar="PEM",
-                       help="serve HTTP, gRPC and metrics over TLS with this certificate (chain)")  # fmt: skip
-    group.add_argument("--tls-key", type=Path, default=path("TLS_KEY"), metavar="PEM",
-                       help="the private key of --tls-cert")  # fmt: skip
-    group.add_argument("--tls-client-ca", type=Path, default=path("TLS_CLIENT_CA"), metavar="PEM",
-                       help="mutual TLS: require client certificates signed by this CA")  # fmt: skip
-
-
 def _fail(message: str, code: int = 1) -> NoReturn:
     print(f"sluice: error: {message}", file=sys.stderr)
     raise SystemExit(code)
@@ -168,7 +72,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _serve_registry(args: argparse.Namespace) -> str | None:
     """``--registry``, else (only when ``--model`` is given) the environment's default."""
-    if args.registry or not args.registry_model:
+    if args.registry or not args.registry_models:
         return args.registry or None
     from registry_client import RegistryError, default_registry_uri
 
@@ -180,42 +84,13 @@ def _serve_registry(args: argparse.Namespace) -> str | None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from serving.server import run
-    from serving.settings import ControlMode, Settings
 
+    values = vars(args) | {
+        "model_repository": args.model_repository.resolve(),
+        "registry": _serve_registry(args),
+    }
     try:
-        settings = Settings(
-            model_repository=args.model_repository.resolve(),
-            host=args.host,
-            http_port=args.http_port,
-            grpc_port=args.grpc_port,
-            metrics_port=args.metrics_port,
-            model_control_mode=ControlMode(args.model_control_mode),
-            load_models=tuple(args.load_model),
-            repository_poll_secs=args.repository_poll_secs,
-            log_level=args.log_level,
-            max_request_bytes=args.max_request_size,
-            http_header_timeout_secs=args.http_header_timeout_secs,
-            http_body_timeout_secs=args.http_body_timeout_secs,
-            http_keepalive_secs=args.http_keepalive_secs,
-            http_max_connections=args.http_max_connections,
-            http_max_buffered_bytes=args.http_max_buffered_bytes,
-            default_max_batch_size=args.default_max_batch_size,
-            cache_dir=args.cache_dir,
-            shared_memory=args.allow_shared_memory,
-            registry=_serve_registry(args),
-            registry_models=tuple(args.registry_model),
-            registry_poll_secs=args.registry_poll_secs,
-            registry_retention=args.registry_retention,
-            workers=args.workers,
-            auth_token_file=args.auth_token_file,
-            jwt_jwks=args.jwt_jwks,
-            jwt_issuer=args.jwt_issuer,
-            jwt_audience=args.jwt_audience,
-            metrics_auth=args.metrics_auth,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_client_ca=args.tls_client_ca,
-        )
+        settings = settings_from(values)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     try:

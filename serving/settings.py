@@ -1,17 +1,32 @@
 """The one settings object of a server process, validated once at the edge.
 
-Values come from command-line flags, falling back to ``SLUICE_*`` environment
-variables, falling back to defaults.
+Each setting is declared once, as a field of ``Settings``: its default, its flag, its help and
+(derived from the flag) its ``SLUICE_*`` environment variable. The ``sluice serve`` parser
+(``add_arguments``) and the fallback from flags to the environment to defaults
+(``settings_from``) are both derived from those declarations.
 """
 
 from __future__ import annotations
 
+import argparse
 import enum
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ControlMode", "Settings", "env_default"]
+from serving.cpus import available_cores
+
+__all__ = [
+    "ControlMode",
+    "Option",
+    "Settings",
+    "add_arguments",
+    "env_default",
+    "options",
+    "settings_from",
+]
 
 
 class ControlMode(enum.Enum):
@@ -21,56 +36,212 @@ class ControlMode(enum.Enum):
 
 
 def env_default(name: str, default: str) -> str:
+    """``$SLUICE_<NAME>``, else ``default``: the fallback of the client commands' flags."""
     return os.environ.get(f"SLUICE_{name.upper()}", default)
 
 
-def _available_cores() -> int:
+# -- declaring a setting --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """How one setting is given on the command line and in the environment."""
+
+    flag: str
+    help: str
+    parse: Callable[[str], Any]  # a flag's or variable's text -> the value; ValueError says why
+    env: str | None  # SLUICE_<FLAG>; None: the flag alone
+    default: str | None  # the default as the help shows it; None: not shown
+    metavar: str | None = None
+    switch: bool = False  # a flag without a value: present is True
+    repeatable: bool = False  # given again for each value; a tuple
+    required: bool = False
+    group: str | None = None  # the help's section
+
+
+def _integer(text: str) -> int:
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _boolean(text: str) -> bool:
+    """A switch's variable: 1, true, yes, on; or 0, false, no, off, empty."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not 1 or 0")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _control_mode(text: str) -> ControlMode:
+    return ControlMode(_choice(*(m.value for m in ControlMode))(text))
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {int: _integer, float: _number, str: str}
+
+
+def _setting(
+    default: Any,
+    flag: str,
+    help: str,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    env: bool = True,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+    choices: tuple[str, ...] = (),
+    **option: Any,
+) -> Any:
+    """A field of ``Settings`` with its ``Option``: ``$SLUICE_<FLAG>`` unless ``env`` is False,
+    parsed as the default's type unless ``parse`` says otherwise."""
+    switch = default is False
+    if choices:
+        parse = parse or _choice(*choices)
+        option.setdefault("metavar", "{" + ",".join(choices) + "}")
+    if parse is None:
+        parse = _boolean if switch else _PARSERS[type(default)]
+    hidden = default is MISSING or default is None or default is False or default == ()
+    if shown is None and factory is None and not hidden:
+        shown = str(default.value if isinstance(default, enum.Enum) else default)
+    name = flag.removeprefix("--").replace("-", "_").upper()
+    declared = Option(
+        flag, help, parse, env=f"SLUICE_{name}" if env else None, default=shown,
+        switch=switch, **option,
+    )  # fmt: skip
+    if factory is not None:
+        return field(default_factory=factory, metadata={"option": declared})
+    if default is MISSING:
+        return field(metadata={"option": declared})
+    return field(default=default, metadata={"option": declared})
+
+
+_SLOW_CLIENTS = "slow clients (on the HTTP and metrics ports of each process)"
+_REGISTRY = "serving from a registry"
+_SECURITY = "authentication and TLS"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    model_repository: Path
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    model_control_mode: ControlMode = ControlMode.NONE
-    load_models: tuple[str, ...] = ()
-    repository_poll_secs: float = 15.0
-    log_level: str = "info"
-    max_request_bytes: int = 64 * 1024 * 1024
+    """Every setting of ``sluice serve``: type, default, flag and help, declared once here."""
+
+    model_repository: Path = _setting(
+        MISSING, "--model-repository", "Triton-layout repository: DIR/<model>/[config.pbtxt] and <version>/model.onnx",
+        parse=Path, env=False, required=True, metavar="DIR")  # fmt: skip
+    host: str = _setting("127.0.0.1", "--host", "address to listen on")
+    http_port: int = _setting(8000, "--http-port", "HTTP port; 0 picks a free one")
+    grpc_port: int = _setting(8001, "--grpc-port", "gRPC port; 0 picks a free one")
+    metrics_port: int = _setting(8002, "--metrics-port", "Prometheus metrics port; 0 picks a free one")  # fmt: skip
+    model_control_mode: ControlMode = _setting(
+        ControlMode.NONE, "--model-control-mode", "none: load everything at start; poll: also "
+        "rescan the repository; explicit: load and unload through the repository API",
+        parse=_control_mode, choices=tuple(m.value for m in ControlMode))  # fmt: skip
+    load_models: tuple[str, ...] = _setting(
+        (), "--load-model", "in explicit mode, a model to load at start ('*' for all); repeatable",
+        parse=str, env=False, repeatable=True, metavar="NAME")  # fmt: skip
+    repository_poll_secs: float = _setting(
+        15.0, "--repository-poll-secs", "seconds between repository scans in poll mode", metavar="SECS")  # fmt: skip
+    log_level: str = _setting("info", "--log-level", "", choices=("debug", "info", "warning", "error"))  # fmt: skip
+    max_request_bytes: int = _setting(
+        64 * 1024 * 1024, "--max-request-size", "largest request body accepted, after decompression",
+        metavar="BYTES")  # fmt: skip
     # Slow clients (serving.http.protocol): per HTTP and metrics server, per process
-    http_header_timeout_secs: float = 10.0  # request line and headers, from the first byte
-    http_body_timeout_secs: float = 60.0  # the whole body, from the end of the headers
-    http_keepalive_secs: int = 75  # idle between requests; above load balancers' 60 s
-    http_max_connections: int = 1024
-    http_max_buffered_bytes: int | None = None  # None: http_buffered_bytes_limit's default
-    default_max_batch_size: int = 4
-    cores: int = field(default_factory=_available_cores)
-    cache_dir: Path | None = None
-    drain_timeout_secs: float = 30.0
-    # Executions averaging under this run on the event loop (0: always in a thread).
-    inline_execution_us: int = 200
-    shared_memory: bool = False  # Triton's system shared memory extension
-    workers: int = 1  # processes sharing the ports (serving.workers), cores divided
+    http_header_timeout_secs: float = _setting(
+        10.0, "--http-header-timeout-secs", "a request's line and headers must arrive within this, "
+        "from its first byte or the connection's start; else 408 and close",
+        metavar="SECS", group=_SLOW_CLIENTS)  # fmt: skip
+    http_body_timeout_secs: float = _setting(
+        60.0, "--http-body-timeout-secs", "a request's whole body must arrive within this, from "
+        "the end of its headers; else 408 and close", metavar="SECS", group=_SLOW_CLIENTS)  # fmt: skip
+    http_keepalive_secs: int = _setting(  # above load balancers' 60 s
+        75, "--http-keepalive-secs", "an idle keep-alive connection closes after this",
+        metavar="SECS", group=_SLOW_CLIENTS)  # fmt: skip
+    http_max_connections: int = _setting(
+        1024, "--http-max-connections", "open connections per process; one more is answered 503",
+        metavar="N", group=_SLOW_CLIENTS)  # fmt: skip
+    http_max_buffered_bytes: int | None = _setting(  # None: http_buffered_bytes_limit's default
+        None, "--http-max-buffered-bytes", "request body bytes held across all connections of a "
+        "process; the request that crosses it is answered 503", parse=_integer,
+        shown="4 x --max-request-size, at least 256 MiB", metavar="BYTES", group=_SLOW_CLIENTS)  # fmt: skip
+    default_max_batch_size: int = _setting(
+        4, "--default-max-batch-size", "max_batch_size given to models whose config leaves it to Sluice",
+        metavar="N")  # fmt: skip
+    cores: int = _setting(
+        None, "--cores", "CPUs the models' ONNX Runtime threads share, divided among --workers",
+        parse=_integer, factory=available_cores, metavar="N",
+        shown="the CPUs this process may use, after its affinity and its container's CPU limit")  # fmt: skip
+    cache_dir: Path | None = _setting(
+        None, "--cache-dir", "directory for optimized-model caches; off when unset", parse=Path,
+        metavar="DIR")  # fmt: skip
+    drain_timeout_secs: float = _setting(
+        30.0, "--drain-timeout-secs", "how long a retired model version, or a stopping worker "
+        "under --workers, may take to finish the requests it holds", metavar="SECS")  # fmt: skip
+    inline_execution_us: int = _setting(
+        200, "--inline-execution-us", "executions averaging under this many microseconds run on "
+        "the event loop; 0: always in a thread", metavar="US")  # fmt: skip
+    shared_memory: bool = _setting(
+        False, "--allow-shared-memory", "serve the system shared memory extension (tensors in "
+        "POSIX shm regions)")  # fmt: skip
+    workers: int = _setting(
+        1, "--workers", "server processes sharing the HTTP and gRPC ports (serving.workers), each "
+        "with its own models and cores/N threads; not with explicit model control", metavar="N")  # fmt: skip
     # Serving from a registry (serving.registry_follower): --registry URI --model REF...
-    registry: str | None = None
-    registry_models: tuple[str, ...] = ()
-    registry_poll_secs: float = 30.0
-    registry_retention: int = 3  # pulled versions kept on disk, besides the serving one
+    registry: str | None = _setting(
+        None, "--registry", "follow --model references in this registry: mlflow+http(s)://HOST:PORT "
+        "or a local registry directory (with --model: default $SLUICE_REGISTRY, else "
+        "$MLFLOW_TRACKING_URI)", parse=str, env=False, metavar="URI", group=_REGISTRY)  # fmt: skip
+    registry_models: tuple[str, ...] = _setting(
+        (), "--model", "a model to pull at start and follow, e.g. models:/NAME@champion; repeatable",
+        parse=str, env=False, repeatable=True, metavar="REF", group=_REGISTRY)  # fmt: skip
+    registry_poll_secs: float = _setting(
+        30.0, "--registry-poll-secs", "seconds between registry checks for moved references",
+        metavar="SECS", group=_REGISTRY)  # fmt: skip
+    registry_retention: int = _setting(
+        3, "--registry-retention", "pulled versions kept on disk for rollback: the newest K plus "
+        "the serving one", metavar="K", group=_REGISTRY)  # fmt: skip
     # Authentication and TLS (serving.auth, serving.tls; README "Authentication and TLS")
-    auth_token_file: Path | None = None  # JSON: named tokens with scopes
-    jwt_jwks: str | None = None  # a JWKS file or http(s) URL; needs issuer and audience
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    metrics_auth: bool = False  # the metrics port wants a token with the 'metrics' scope
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None  # mutual TLS: clients need a certificate it signed
+    auth_token_file: Path | None = _setting(
+        None, "--auth-token-file", "require bearer tokens: a JSON file of named tokens (or their "
+        "SHA-256) with scopes infer, read, admin, metrics; health and ready stay open",
+        parse=Path, metavar="FILE", group=_SECURITY)  # fmt: skip
+    jwt_jwks: str | None = _setting(
+        None, "--jwt-jwks", "require bearer tokens: accept JWTs signed by a key in this JSON Web "
+        "Key Set (needs --jwt-issuer and --jwt-audience)", parse=str, metavar="FILE|URL",
+        group=_SECURITY)  # fmt: skip
+    jwt_issuer: str | None = _setting(
+        None, "--jwt-issuer", "the 'iss' a JWT must carry", parse=str, group=_SECURITY)  # fmt: skip
+    jwt_audience: str | None = _setting(
+        None, "--jwt-audience", "the 'aud' a JWT must carry", parse=str, group=_SECURITY)  # fmt: skip
+    metrics_auth: bool = _setting(
+        False, "--metrics-auth", "the metrics port requires a token with the 'metrics' scope too",
+        group=_SECURITY)  # fmt: skip
+    tls_cert: Path | None = _setting(
+        None, "--tls-cert", "serve HTTP, gRPC and metrics over TLS with this certificate (chain)",
+        parse=Path, metavar="PEM", group=_SECURITY)  # fmt: skip
+    tls_key: Path | None = _setting(
+        None, "--tls-key", "the private key of --tls-cert", parse=Path, metavar="PEM",
+        group=_SECURITY)  # fmt: skip
+    tls_client_ca: Path | None = _setting(
+        None, "--tls-client-ca", "mutual TLS: require client certificates signed by this CA",
+        parse=Path, metavar="PEM", group=_SECURITY)  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -87,7 +258,9 @@ class Settings:
         if self.load_models and self.model_control_mode is not ControlMode.EXPLICIT:
             raise ValueError("--load-model is only allowed with --model-control-mode explicit")
         if self.cores < 1:
-            raise ValueError("cores must be at least 1")
+            raise ValueError("--cores must be at least 1")
+        if self.drain_timeout_secs < 0:
+            raise ValueError("--drain-timeout-secs must not be negative")
         if self.inline_execution_us < 0:
             raise ValueError("--inline-execution-us must not be negative")
         if self.workers < 1:
@@ -165,3 +338,75 @@ class Settings:
             from serving.tls import check_files
 
             check_files(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+
+def options() -> dict[str, Option]:
+    """Each setting's name and how it is given, in the order they are declared."""
+    return {f.name: f.metadata["option"] for f in fields(Settings)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting. A flag left out is None, for ``settings_from`` to fill in."""
+    groups: dict[str, Any] = {}
+    for name, option in options().items():
+        target: Any = parser
+        if option.group is not None:
+            if option.group not in groups:
+                groups[option.group] = parser.add_argument_group(option.group)
+            target = groups[option.group]
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": _help(option)}
+        if option.switch:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = _flag_type(option.parse)
+            kwargs["metavar"] = option.metavar
+            if option.repeatable:
+                kwargs["action"] = "append"
+        if option.required:
+            kwargs["required"] = True
+        target.add_argument(option.flag, **kwargs)
+
+
+def settings_from(values: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Each setting from ``values`` (the parsed flags; None: not given), else from its
+    ``SLUICE_*`` variable, else its default. A variable that does not parse is a ValueError
+    that names it; an empty one leaves a setting that defaults to nothing unset."""
+    environ = os.environ if environ is None else environ
+    given: dict[str, Any] = {}
+    for f in fields(Settings):
+        option: Option = f.metadata["option"]
+        value = values.get(f.name)
+        text = environ.get(option.env) if option.env is not None else None
+        if value is None and text is not None and (text or f.default is not None):
+            try:
+                value = option.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"${option.env}: {exc}") from None
+        if value is not None:
+            given[f.name] = tuple(value) if option.repeatable else value
+    return Settings(**given)
+
+
+def _help(option: Option) -> str:
+    parts = [option.help] if option.help else []
+    if option.switch:
+        parts.append(f"(or ${option.env}=1)" if option.env else "")
+    elif option.env and option.default is not None:
+        parts.append(f"(default ${option.env}, else {option.default})")
+    elif option.env:
+        parts.append(f"(default ${option.env})")
+    elif option.default is not None:
+        parts.append(f"(default {option.default})")
+    return " ".join(p for p in parts if p).replace("%", "%%")
+
+
+def _flag_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse, whose error then says why, after the flag's name."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
