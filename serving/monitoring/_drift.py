@@ -11,7 +11,13 @@ features tested), so testing more features does not raise the false-alarm rate; 
 PSI threshold is at least 0.1 and grows with sampling noise, ``chi2(1 - alpha/m,
 bins - 1) * (1/n_baseline + 1/n_current)``, PSI's approximate null distribution; the JS
 distance threshold is 0.1. Fewer than ``MIN_SAMPLES`` on either side is reported as
-too small to judge, never as drift. A feature drifts when any of its methods says so.
+too small to judge, never as drift.
+
+A feature drifts when both of its methods say so: the test finds the difference
+significant (KS or chi-square) and the distance (PSI or JS) finds it large enough to
+matter. Significance alone flags negligible shifts once samples are large, and about
+``alpha`` of undrifted feature sets by chance; the distance alone is noisy on small
+samples.
 """
 
 from __future__ import annotations
@@ -227,7 +233,10 @@ def compare(
             scores += _categorical(name, base, cur, level)
         else:
             scores += _numeric(name, base, cur, level)
-    drifted = sorted({s.name for s in scores if s.drifted})
+    by_name: dict[str, list[FeatureScore]] = {}
+    for score in scores:
+        by_name.setdefault(score.name, []).append(score)
+    drifted = sorted(n for n, pair in by_name.items() if all(s.drifted for s in pair))
     small = sorted({s.name for s in scores if s.too_small})
     order = {name: (name not in drifted, name) for name in current}
     scores.sort(key=lambda s: order[s.name])

@@ -163,7 +163,7 @@ class EventBus:
         source: str,
         *,
         post: Post | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,  # schedules retries (stored in the outbox)
         timeout: float = 10.0,
     ) -> None:
         self.config = config
@@ -217,11 +217,12 @@ class EventBus:
                     now = self._clock()
                     if entry["next_at"] > now:
                         break
-                    stamp = dt.datetime.fromtimestamp(int(now), tz=dt.UTC)
+                    signed_at = int(time.time())  # receivers reject stale timestamps
+                    stamp = dt.datetime.fromtimestamp(signed_at, tz=dt.UTC)
                     headers = {
                         "content-type": "application/cloudevents+json",
                         "webhook-id": entry["id"],
-                        "webhook-timestamp": str(int(now)),
+                        "webhook-timestamp": str(signed_at),
                         "webhook-signature": signer.sign(entry["id"], stamp, entry["body"]),
                     }
                     try:

@@ -22,7 +22,7 @@ def split_features(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
     """One column per feature: a 1-D array stays ``name``; [N, F] becomes ``name[i]``."""
     if values.ndim <= 1:
         return {name: values.reshape(-1)}
-    flat = values.reshape(values.shape[0], -1)
+    flat = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
     if flat.shape[1] == 1:
         return {name: flat[:, 0]}
     return {f"{name}[{i}]": flat[:, i] for i in range(flat.shape[1])}
@@ -116,6 +116,7 @@ def load_collected(
     import pyarrow.parquet as pq
 
     inputs: list[str] = []
+    width: dict[str, int] = {}
     for f in files:
         schema = pq.read_schema(f)
         meta = schema.metadata or {}
@@ -126,6 +127,7 @@ def load_collected(
         for column, info in json.loads(meta[b"sluice.columns"]).items():
             if info["kind"] == "input" and info["type"] != "sha256" and column not in inputs:
                 inputs.append(column)
+                width[column] = int(np.prod(info["dims"])) if -1 not in info["dims"] else 1
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     expr = pc.field("status") == "ok"
     start, end = _parse_time(since), _parse_time(until)
@@ -136,5 +138,8 @@ def load_collected(
     table = dataset.to_table(columns=inputs, filter=expr)
     features: dict[str, np.ndarray] = {}
     for name in inputs:
-        features.update(split_features(name, _column_to_array(table.column(name))))
+        values = _column_to_array(table.column(name))
+        if values.size == 0:  # nothing in the window: still one (empty) column per feature
+            values = values.reshape(0, width[name])
+        features.update(split_features(name, values))
     return features
