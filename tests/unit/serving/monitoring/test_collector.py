@@ -10,8 +10,13 @@ import pyarrow.dataset as ds
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from serving.monitoring import CollectConfig, CollectConfigError, Collector, CollectorOptions
-from serving.monitoring import sampled
+from serving.monitoring import (
+    CollectConfig,
+    CollectConfigError,
+    Collector,
+    CollectorOptions,
+    sampled,
+)
 from serving.monitoring._parquet import roll_segment
 from serving.monitoring._spool import Spool, read_frames
 

@@ -83,7 +83,7 @@ def test_baseline_files_npz_csv_parquet(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": list(data["x"]), "colour": data["colour"]}), tmp_path / "b.pq")
     parquet = load_baseline_samples(tmp_path / "b.pq")
     np.testing.assert_array_equal(parquet["x[4]"], data["x"][:, 4])
-    with pytest.raises(DriftInputError, match="expected .npz, .csv, .parquet"):
+    with pytest.raises(DriftInputError, match=r"expected \.npz, \.csv, \.parquet"):
         (tmp_path / "b.txt").write_text("")
         load_baseline_samples(tmp_path / "b.txt")
 
