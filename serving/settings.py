@@ -137,6 +137,7 @@ def _setting(
 _SLOW_CLIENTS = "slow clients (on the HTTP and metrics ports of each process)"
 _REGISTRY = "serving from a registry"
 _SECURITY = "authentication and TLS"
+_MONITORING = "data collection and events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,32 @@ class Settings:
     tls_client_ca: Path | None = _setting(
         None, "--tls-client-ca", "mutual TLS: require client certificates signed by this CA",
         parse=Path, metavar="PEM", group=_SECURITY)  # fmt: skip
+    # Data collection and events (serving.monitoring, docs/monitoring.md)
+    collect: str | None = _setting(
+        None, "--collect", "collect sampled inputs and outputs of the models whose config turns "
+        "it on (sluice.collect.*) into Parquet under this directory", parse=str, metavar="DEST",
+        group=_MONITORING)  # fmt: skip
+    collect_sample_rate: float = _setting(
+        1.0, "--collect-sample-rate", "the rate for models that set no sluice.collect.sample_rate; "
+        "0: only models that set one are collected", metavar="RATE", group=_MONITORING)  # fmt: skip
+    collect_queue_size: int = _setting(
+        10_000, "--collect-queue-size", "records waiting for the writer; past it they are dropped "
+        "and counted, never waited for", metavar="N", group=_MONITORING)  # fmt: skip
+    collect_roll_secs: float = _setting(
+        60.0, "--collect-roll-secs", "a spool segment rolls into Parquet this long after its "
+        "first record (or at 16 MiB)", metavar="SECS", group=_MONITORING)  # fmt: skip
+    collect_spool_max_bytes: int = _setting(
+        1024**3, "--collect-spool-max-bytes", "local spool cap; the oldest segments are dropped "
+        "and counted past it", metavar="BYTES", group=_MONITORING)  # fmt: skip
+    collect_max_bytes: int = _setting(
+        0, "--collect-max-bytes", "Parquet output cap; the oldest files are dropped and counted "
+        "past it; 0: no cap", metavar="BYTES", group=_MONITORING)  # fmt: skip
+    collect_sink: str | None = _setting(
+        None, "--collect-sink", "also POST each collected request and response as a CloudEvent "
+        "(KServe logger headers) to this URL", parse=str, metavar="URL", group=_MONITORING)  # fmt: skip
+    events: Path | None = _setting(
+        None, "--events", "send Sluice's CloudEvents to the sinks of this TOML file",
+        parse=Path, metavar="FILE", group=_MONITORING)  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -273,6 +300,31 @@ class Settings:
             )
         self._check_registry()
         self._check_security()
+        self._check_monitoring()
+
+    def _check_monitoring(self) -> None:
+        if not 0.0 <= self.collect_sample_rate <= 1.0:
+            raise ValueError("--collect-sample-rate must be in 0..1")
+        for name in ("collect_queue_size", "collect_spool_max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.collect_roll_secs <= 0 or self.collect_max_bytes < 0:
+            raise ValueError(
+                "--collect-roll-secs must be positive, --collect-max-bytes not negative"
+            )
+        if self.collect is not None and "://" in self.collect:
+            raise ValueError(
+                f"--collect {self.collect!r}: only a local directory is supported so far"
+            )
+        if self.collect_sink is not None and not self.collect:
+            raise ValueError("--collect-sink needs --collect DEST")
+        if self.events is not None:
+            from serving.monitoring import EventsConfig, EventsConfigError
+
+            try:
+                EventsConfig.load(self.events)
+            except EventsConfigError as exc:
+                raise ValueError(str(exc)) from None
 
     @property
     def http_buffered_bytes_limit(self) -> int:

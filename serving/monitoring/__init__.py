@@ -7,6 +7,7 @@ See docs/monitoring.md.
 
 from serving.monitoring._collector import DROP_REASONS, Collector, CollectorOptions
 from serving.monitoring._config import CollectConfig, CollectConfigError, ColumnSpec, sampled
+from serving.monitoring._events import EVENT_TYPES, EventBus, EventsConfig, EventsConfigError
 from serving.monitoring._observer import (
     CollectObserver,
     VersionDescription,
@@ -16,12 +17,16 @@ from serving.monitoring._parquet import roll_segment
 
 __all__ = [
     "DROP_REASONS",
+    "EVENT_TYPES",
     "CollectConfig",
     "CollectConfigError",
     "CollectObserver",
     "Collector",
     "CollectorOptions",
     "ColumnSpec",
+    "EventBus",
+    "EventsConfig",
+    "EventsConfigError",
     "VersionDescription",
     "describe_model_version",
     "roll_segment",

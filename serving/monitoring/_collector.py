@@ -311,10 +311,12 @@ class Collector:
         assert self._index is not None
         for path in self.spool.closed_segments():
             try:
-                written = roll_segment(path, self.destination)
+                with self.spool.claim(path) as claimed:  # another worker may be rolling it
+                    if not claimed:
+                        continue
+                    written = roll_segment(path, self.destination)
             except Exception as exc:  # keep the segment: the next roll tries again
                 log.error("rolling %s into Parquet failed: %s", path.name, exc)
-                self._drop("write_failed", 0)
                 return
             self._index.added(p for p, _ in written)
             rows = sum(n for _, n in written)

@@ -17,7 +17,16 @@ import numpy as np
 
 from serving.monitoring._config import CollectConfig, ColumnSpec
 
-__all__ = ["ERROR", "OK", "CollectRecord", "RecordTooLarge", "SpooledRecord", "decode", "encode"]
+__all__ = [
+    "ERROR",
+    "OK",
+    "CollectRecord",
+    "RecordTooLarge",
+    "SpooledRecord",
+    "decode",
+    "element_hash",
+    "encode",
+]
 
 OK = "ok"
 ERROR = "error"
@@ -41,7 +50,7 @@ class CollectRecord:
     outputs: Mapping[str, np.ndarray]
 
 
-def _element_hash(row: Any) -> str:
+def element_hash(row: Any) -> str:
     if isinstance(row, bytes | bytearray):
         data = bytes(row)
     elif isinstance(row, np.ndarray) and row.dtype == object:
@@ -83,7 +92,7 @@ def encode(record: CollectRecord, config: CollectConfig) -> bytes:
             arr = arr.reshape((1, *arr.shape))
         rows = max(rows, int(arr.shape[0]) if arr.ndim else 1)
         if spec.hashed:
-            hashes = [_element_hash(arr[i]) for i in range(arr.shape[0])]
+            hashes = [element_hash(arr[i]) for i in range(arr.shape[0])]
             tensors[spec.column] = ["sha256", hashes]
             size += 64 * len(hashes)
         elif arr.dtype == object:

@@ -18,6 +18,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -112,3 +113,20 @@ class Spool:
             except FileNotFoundError:
                 pass
         return total
+
+    @contextmanager
+    def claim(self, path: Path) -> Iterator[bool]:
+        """Lock a closed segment for rolling: False when another process holds it or
+        has already rolled it."""
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            yield False
+            return
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield path.exists()

@@ -28,6 +28,7 @@ class Files:
     jwks: Path
     pki: Pki
     cache: Path
+    events: Path
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     jwks = root / "jwks.json"
     public = ec.generate_private_key(ec.SECP256R1()).public_key()
     jwks.write_text(json.dumps({"keys": [{**ECAlgorithm.to_jwk(public, as_dict=True), "kid": "k"}]}))  # fmt: skip
-    return Files(root / "repository", tokens, jwks, make_pki(root / "pki"), root / "cache")
+    events = root / "events.toml"
+    events.write_text("# no sinks\n")
+    return Files(root / "repository", tokens, jwks, make_pki(root / "pki"), root / "cache", events)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,16 @@ def _sample(name: str, f: Files) -> Sample:
         "tls_cert": Sample(str(f.pki.server_cert), f.pki.server_cert, tls),
         "tls_key": Sample(str(f.pki.server_key), f.pki.server_key, tls),
         "tls_client_ca": Sample(str(f.pki.client_ca), f.pki.client_ca, tls),
+        "collect": Sample(str(f.cache.parent / "collected"), str(f.cache.parent / "collected")),
+        "collect_sample_rate": Sample("0.5", 0.5),
+        "collect_queue_size": Sample("16", 16),
+        "collect_roll_secs": Sample("0.5", 0.5),
+        "collect_spool_max_bytes": Sample("1000", 1000),
+        "collect_max_bytes": Sample("2000", 2000),
+        "collect_sink": Sample(
+            "http://127.0.0.1:9/", "http://127.0.0.1:9/", {"SLUICE_COLLECT": "/c"}
+        ),
+        "events": Sample(str(f.events), f.events),
     }
     assert name in samples, f"give the new setting {name!r} a sample value in this test"
     return samples[name]

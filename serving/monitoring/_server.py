@@ -1,0 +1,91 @@
+"""The monitoring parts of one server process, built from its settings: the data
+collector (an observer of every model version) and the event bus."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from serving.monitoring._collector import Collector, CollectorOptions
+from serving.monitoring._events import EventBus, EventsConfig
+from serving.monitoring._observer import CollectObserver, VersionDescription, describe_model_version
+
+__all__ = ["Monitoring"]
+
+log = logging.getLogger("sluice.collect")
+
+
+class Monitoring:
+    def __init__(self, collector: Collector | None, events: EventBus | None) -> None:
+        self.collector = collector
+        self.events = events
+        self.observer: CollectObserver | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, core: Any, metrics: Any) -> Monitoring | None:
+        """None when neither ``--collect`` nor ``--events`` is given."""
+        if settings.collect is None and settings.events is None:
+            return None
+        source = f"/sluice/{socket.gethostname()}"
+        events = None
+        if settings.events is not None:
+            events = EventBus(EventsConfig.load(settings.events), source)
+        collector = None
+        if settings.collect is not None:
+            sink = None
+            if settings.collect_sink is not None:
+                from serving.monitoring._sink import CloudEventsSink
+
+                sink = CloudEventsSink(settings.collect_sink, source)
+            options = CollectorOptions(
+                destination=Path(settings.collect),
+                queue_size=settings.collect_queue_size,
+                roll_secs=settings.collect_roll_secs,
+                spool_max_bytes=settings.collect_spool_max_bytes,
+                output_max_bytes=settings.collect_max_bytes,
+                default_sample_rate=settings.collect_sample_rate,
+            )
+            on_dropping = None
+            if events is not None:
+                bus = events
+
+                def on_dropping(reason: str, count: int) -> None:
+                    bus.publish(
+                        "io.sluice.collect.dropping", {"reason": reason, "dropped_total": count}
+                    )
+
+            collector = Collector(
+                options, registry=metrics.registry, sink=sink, on_dropping=on_dropping
+            )
+        monitoring = cls(collector, events)
+        if collector is not None:
+
+            def describe(model: str, version: str) -> VersionDescription | None:
+                try:
+                    return describe_model_version(core.manager.get(model, version))
+                except Exception as exc:
+                    log.error("collection off for %s version %s: %s", model, version, exc)
+                    return None
+
+            monitoring.observer = CollectObserver(collector, describe)
+        return monitoring
+
+    def start(self, core: Any) -> None:
+        """Roll what a previous process left in the spool, then observe every version."""
+        if self.events is not None:
+            self.events.start()
+        if self.collector is not None and self.observer is not None:
+            self.collector.start()
+            core.observers.add(self.observer)
+            log.info("collecting to %s", self.collector.destination)
+
+    def close(self, core: Any) -> None:
+        """Blocking: writes what is queued and rolls it; call from a thread."""
+        if self.observer is not None:
+            core.observers.remove(self.observer)
+        if self.collector is not None:
+            self.collector.close()
+        if self.events is not None:
+            self.events.close()
