@@ -83,8 +83,6 @@ def _serve_registry(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from serving.server import run
-
     values = vars(args) | {
         "model_repository": args.model_repository.resolve(),
         "registry": _serve_registry(args),
@@ -94,7 +92,14 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     try:
-        run(settings)
+        if settings.workers > 1:  # a supervisor and N server processes
+            from serving.workers import supervise
+
+            supervise(settings)
+        else:
+            from serving.server import run
+
+            run(settings)
     except OSError as exc:
         raise CommandError(str(exc)) from None
 

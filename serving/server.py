@@ -2,25 +2,17 @@
 
 Sockets are bound before anything else (port 0 picks a free port, and the log
 says which), so the server is live while models load and ready once they have.
+Under ``--workers N`` (serving.workers) each worker process runs ``serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from typing import TYPE_CHECKING, Any, Protocol
 
 from serving import __version__, tls
 from serving.auth import Authenticator
@@ -28,69 +20,27 @@ from serving.core import InferenceCore
 from serving.grpc import GrpcServer
 from serving.http.app import create_app
 from serving.http.auth import protect_api, protect_metrics
-from serving.http.protocol import ConnectionLimits, protocol_class
 from serving.manager import ModelManager
 from serving.metrics import Metrics
+from serving.process import bind, configure_logging, http_server, metrics_app, run_loop
 from serving.settings import Settings
 
 if TYPE_CHECKING:
     from serving.registry_follower import RegistryFollower
-    from serving.workers import WorkerLink
 
-__all__ = ["run", "serve"]
+__all__ = ["Supervised", "run", "serve"]
 
 log = logging.getLogger("sluice")
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to us (we run more than one)."""
+class Supervised(Protocol):
+    """A worker's link to the supervisor of ``--workers N`` (``serving.workers.WorkerLink``)."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    join_when_ready: bool  # a restarted worker: take connections only once models are ready
 
+    def listening(self, http_port: int, grpc_port: int) -> None: ...
 
-def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:  # one of --workers N: the kernel spreads connections among them
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _metrics_app(metrics: Metrics) -> Starlette:
-    async def render(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return Starlette(routes=[Route("/metrics", render, methods=["GET"])])
-
-
-def _uvicorn(app: Any, settings: Settings) -> _Server:
-    # Under --workers N a worker drains within the bound the supervisor holds it to.
-    drain = math.ceil(settings.drain_timeout_secs) if settings.workers > 1 else None
-    config = uvicorn.Config(
-        app,
-        loop="none",
-        http=protocol_class(ConnectionLimits.from_settings(settings)),
-        lifespan="off",
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_keep_alive=settings.http_keepalive_secs,
-        server_header=False,
-        proxy_headers=False,  # the client address is not used; skip the middleware
-        date_header=False,
-        timeout_graceful_shutdown=drain,
-        **tls.uvicorn_options(settings),
-    )
-    return _Server(config)
+    def ready(self) -> None: ...
 
 
 def _describe_runtime() -> str:
@@ -103,7 +53,7 @@ def _describe_runtime() -> str:
 
 
 def _registry_follower(
-    settings: Settings, manager: ModelManager, worker: WorkerLink | None
+    settings: Settings, manager: ModelManager, worker: Supervised | None
 ) -> RegistryFollower:
     from serving.registry_follower import RegistryFollower
 
@@ -120,7 +70,7 @@ async def _start_models(core: InferenceCore, follower: RegistryFollower | None) 
     await core.start()
 
 
-async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
+async def serve(settings: Settings, worker: Supervised | None = None) -> None:
     """``worker``: run as one of ``--workers N`` (serving.workers): share the HTTP and gRPC
     ports, report to the supervisor, and leave the metrics port to it."""
     metrics = Metrics()
@@ -131,17 +81,17 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     if worker is not None and worker.join_when_ready:
         # a restarted worker takes no connections before its models are ready
         await _start_models(core, follower)
-    http_sock = _bind(settings.host, settings.http_port, reuse_port=worker is not None)
+    http_sock = bind(settings.host, settings.http_port, reuse_port=worker is not None)
     # Under --workers N the supervisor serves every worker's metrics, summed.
-    metrics_sock = _bind(settings.host, settings.metrics_port) if worker is None else None
+    metrics_sock = bind(settings.host, settings.metrics_port) if worker is None else None
     # --auth-token-file / --jwt-jwks; with neither, the apps are served bare
     auth = Authenticator.from_settings(settings)
-    http_server = _uvicorn(protect_api(create_app(core), auth), settings)
-    metrics_app: Any = _metrics_app(metrics)
+    api_server = http_server(protect_api(create_app(core), auth), settings)
+    scrape_app: Any = metrics_app(metrics)
     if settings.metrics_auth:
-        metrics_app = protect_metrics(metrics_app, auth)
-    metrics_server = _uvicorn(metrics_app, settings)
-    servers = (http_server, metrics_server)
+        scrape_app = protect_metrics(scrape_app, auth)
+    metrics_server = http_server(scrape_app, settings)
+    servers = (api_server, metrics_server)
     grpc_server = GrpcServer(
         core,
         reuse_port=worker is not None,
@@ -173,7 +123,7 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
             metrics_sock.close()
         raise
     tasks = [
-        asyncio.create_task(http_server.serve(sockets=[http_sock])),
+        asyncio.create_task(api_server.serve(sockets=[http_sock])),
         asyncio.create_task(grpc_server.wait()),
     ]
     if metrics_sock is not None:
@@ -206,18 +156,6 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if settings.workers > 1:  # a supervisor and N server processes (serving.workers)
-        from serving.workers import supervise
-
-        supervise(settings)
-        return
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(settings))
-    else:
-        uvloop.run(serve(settings))
+    """One server process until SIGTERM or SIGINT (``--workers N``: serving.workers.supervise)."""
+    configure_logging(settings.log_level)
+    run_loop(serve(settings))

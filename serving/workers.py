@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from serving.process import bind, configure_logging, http_server, metrics_app, run_loop
 from serving.settings import Settings
 
 __all__ = [
@@ -158,26 +159,14 @@ async def _serve_worker(settings: Settings, link: WorkerLink) -> None:
     await serve(settings, link)
 
 
-def _run_loop(main: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def _worker_main(settings: Settings, index: int, conn: Connection, join_when_ready: bool) -> None:
     """The entry point of a worker process (started with multiprocessing's spawn)."""
     # Ctrl-C reaches the whole process group; the supervisor forwards SIGTERM, so a worker
     # still starting up ignores SIGINT, and once it serves both stop it gracefully.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[worker {index} pid %(process)d]: %(message)s",
-    )
+    configure_logging(settings.log_level, f"[worker {index} pid %(process)d]")
     try:
-        _run_loop(_serve_worker(settings, WorkerLink(index, conn, join_when_ready)))
+        run_loop(_serve_worker(settings, WorkerLink(index, conn, join_when_ready)))
     except OSError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
@@ -222,14 +211,13 @@ class Supervisor:
         """Serve until SIGTERM or SIGINT; 0 when every worker drained and exited."""
         from serving import __version__
         from serving.metrics import AggregatedMetrics
-        from serving.server import _bind, _uvicorn
 
         s = self.settings
         loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as stack:
             http_hold = stack.enter_context(shared_listener(s.host, s.http_port))
             grpc_hold = stack.enter_context(shared_listener(s.host, s.grpc_port))
-            metrics_sock = stack.enter_context(_bind(s.host, s.metrics_port))
+            metrics_sock = stack.enter_context(bind(s.host, s.metrics_port))
             self._metrics_dir = tempfile.mkdtemp(prefix="sluice-metrics-")
             stack.callback(shutil.rmtree, self._metrics_dir, ignore_errors=True)
             # Set before any worker starts: prometheus_client reads it when it is imported.
@@ -238,13 +226,13 @@ class Supervisor:
             stack.callback(_restore_env, _MULTIPROC_ENV, previous)
             http_port, grpc_port = http_hold.getsockname()[1], grpc_hold.getsockname()[1]
             self._worker_settings = worker_settings(s, http_port, grpc_port)
-            metrics_app = _metrics_app(AggregatedMetrics(self._metrics_dir))
+            scrape_app: Any = metrics_app(AggregatedMetrics(self._metrics_dir))
             if s.metrics_auth:  # the workers check their own ports' tokens
                 from serving.auth import Authenticator
                 from serving.http.auth import protect_metrics
 
-                metrics_app = protect_metrics(metrics_app, Authenticator.from_settings(s))
-            metrics_server = _uvicorn(metrics_app, s)
+                scrape_app = protect_metrics(scrape_app, Authenticator.from_settings(s))
+            metrics_server = http_server(scrape_app, s)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop)
             log.info(
@@ -393,18 +381,6 @@ class Supervisor:
                 process.join()
 
 
-def _metrics_app(metrics: Any) -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    async def render(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return Starlette(routes=[Route("/metrics", render, methods=["GET"])])
-
-
 def _restore_env(name: str, value: str | None) -> None:
     if value is None:
         os.environ.pop(name, None)
@@ -414,12 +390,13 @@ def _restore_env(name: str, value: str | None) -> None:
 
 def supervise(settings: Settings) -> None:
     """Run ``settings.workers`` server processes; exits non-zero when they did not end cleanly."""
+    configure_logging(settings.log_level)
     code = 0
 
     async def main() -> None:
         nonlocal code
         code = await Supervisor(settings).run()
 
-    _run_loop(main())
+    run_loop(main())
     if code:
         raise SystemExit(code)
