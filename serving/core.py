@@ -7,19 +7,26 @@ no serving logic of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from serving import __version__
 from serving.config import model_config_pb2
+from serving.datatypes import by_name
 from serving.errors import InvalidArgument
 from serving.manager import ModelManager
 from serving.metrics import Metrics
-from serving.model import ModelVersion, TensorSpec
+from serving.model import ModelVersion
 from serving.router import Router
 from serving.settings import Settings
-from serving.shared_memory import SharedMemoryRegistry, disabled_error, output_references
-from serving.types import InferRequest, InferResponse
+from serving.shared_memory import (
+    SharedMemoryRegistry,
+    disabled_error,
+    output_references,
+    reference,
+)
+from serving.types import UNRESOLVED, InferRequest, InferResponse, RawInputSpec
 
 __all__ = ["EXTENSIONS", "SHARED_MEMORY_EXTENSION", "InferenceCore"]
 
@@ -113,8 +120,13 @@ class InferenceCore:
         """The config message itself, for front ends that speak protobuf."""
         return self.manager.get(name, version).config
 
-    def raw_input(self, name: str, version: str = "") -> TensorSpec:
-        return self.manager.get(name, version).raw_input_spec()
+    def raw_input(self, name: str, version: str = "") -> RawInputSpec:
+        """The input a raw body fills (``Inference-Header-Content-Length: 0``), with the
+        batch dimension of 1 a batching model takes."""
+        model = self.manager.get(name, version)
+        spec = model.raw_input_spec()
+        shape = (1, *spec.dims) if model.batching else spec.dims
+        return RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
 
     # -- statistics ------------------------------------------------------------
 
@@ -159,8 +171,11 @@ class InferenceCore:
     # -- inference -------------------------------------------------------------
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Run a request; outputs asked for in shared memory are written there too (the
-        front end then sends their metadata without data, see ``output_references``)."""
+        """Run a request: inputs in system shared memory are read first; outputs asked
+        for there are written there too, and named in ``InferResponse.placed`` (the front
+        end then sends their parameters without data)."""
+        if request.shared_memory_inputs:
+            request = self._read_shared_inputs(request)
         mv = self.router.route(request)
         if self.router.has_policies:
             self._shadow(request, mv)
@@ -172,8 +187,25 @@ class InferenceCore:
         response = await mv.infer(request)
         if refs:
             assert self.shared_memory is not None
-            self.shared_memory.write_outputs(refs, response)
+            written = self.shared_memory.write_outputs(refs, response)
+            placed = {name: refs[name].parameters(size) for name, size in written.items()}
+            response = dataclasses.replace(response, placed=placed)
         return response
+
+    def _read_shared_inputs(self, request: InferRequest) -> InferRequest:
+        """``request`` with every ``UNRESOLVED`` input read from its shared-memory region."""
+        if self.shared_memory is None:
+            raise disabled_error()
+        inputs = []
+        for inp in request.inputs:
+            if inp.data is UNRESOLVED:
+                where = f"input {inp.name!r}"
+                ref = reference(inp.parameters, where)
+                assert ref is not None  # the front end saw the same parameters
+                data = self.shared_memory.read(ref, by_name(inp.datatype), inp.shape, inp.name)
+                inp = dataclasses.replace(inp, data=data)
+            inputs.append(inp)
+        return dataclasses.replace(request, inputs=tuple(inputs), shared_memory_inputs=False)
 
     def _shadow(self, request: InferRequest, chosen: ModelVersion) -> None:
         """Send copies of ``request`` to the versions the policy shadows it to; their

@@ -13,9 +13,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InferInput", "InferOutput", "InferRequest", "InferResponse", "RequestedOutput"]
+__all__ = [
+    "UNRESOLVED",
+    "InferInput",
+    "InferOutput",
+    "InferRequest",
+    "InferResponse",
+    "RawInputSpec",
+    "RequestedOutput",
+]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# The data of an input a front end found in system shared memory: the core reads it
+# (``InferenceCore.infer``), so front ends never touch a region.
+UNRESOLVED = np.empty(0, dtype=np.uint8)
+UNRESOLVED.flags.writeable = False
 
 
 def _no_parameters() -> Mapping[str, Any]:
@@ -53,6 +66,8 @@ class InferRequest:
     id: str = ""
     outputs: tuple[RequestedOutput, ...] = ()  # empty means every output
     parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
+    # Some inputs' data is UNRESOLVED: their parameters place them in system shared memory.
+    shared_memory_inputs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +85,19 @@ class InferResponse:
     outputs: tuple[InferOutput, ...]
     id: str = ""
     parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
+    # Outputs the core wrote to system shared memory: name -> the tensor parameters that
+    # say where (the front end sends those instead of the data).
+    placed: Mapping[str, Mapping[str, Any]] = field(default_factory=_no_parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class RawInputSpec:
+    """The model's single input, which receives a raw body (``Inference-Header-Content-Length: 0``).
+
+    ``shape`` is the full shape including a batch dimension of 1; at most one
+    ``-1`` is allowed, and only for fixed-size datatypes, where the body size fixes it.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]

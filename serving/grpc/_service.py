@@ -110,7 +110,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     # -- inference ---------------------------------------------------------
 
     async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        infer_request = codec.decode_infer_request(request, self.core.shared_memory)
+        infer_request = codec.decode_infer_request(request)
         response = await self.core.infer(infer_request)
         return codec.encode_infer_response(response, infer_request)
 

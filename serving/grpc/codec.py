@@ -19,14 +19,8 @@ from serving.codecs._common import INT_RANGES, checked_count, shape_text
 from serving.datatypes import DataType, by_name
 from serving.errors import InvalidArgument, SluiceError
 from serving.grpc import grpc_service_pb2 as pb
-from serving.shared_memory import (
-    SharedMemoryRegistry,
-    disabled_error,
-    output_references,
-    placed_parameters,
-    reference,
-)
-from serving.types import InferInput, InferRequest, InferResponse, RequestedOutput
+from serving.shared_memory import reference
+from serving.types import UNRESOLVED, InferInput, InferRequest, InferResponse, RequestedOutput
 
 __all__ = [
     "decode_infer_request",
@@ -85,14 +79,14 @@ def encode_parameters(values: Mapping[str, Any], target: Any) -> None:
 # -- requests ------------------------------------------------------------------
 
 
-def decode_infer_request(
-    msg: pb.ModelInferRequest, shared_memory: SharedMemoryRegistry | None = None
-) -> InferRequest:
-    """``raw_input_contents`` hold one entry per input that is not in shared memory."""
+def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
+    """``raw_input_contents`` hold one entry per input that is not in shared memory; an
+    input in shared memory gets ``UNRESOLVED`` data, which the core reads."""
     raw = msg.raw_input_contents
     raw_used = 0
     inputs: list[InferInput] = []
     seen: set[str] = set()
+    in_shared_memory = False
     for position, tensor in enumerate(msg.inputs):
         name = tensor.name
         if not name:
@@ -114,9 +108,8 @@ def decode_infer_request(
         if ref is not None:
             if has_contents:
                 raise InvalidArgument(f"{where} has both contents and a shared memory region")
-            if shared_memory is None:
-                raise disabled_error()
-            data = shared_memory.read(ref, datatype, shape, name)
+            data = UNRESOLVED
+            in_shared_memory = True
         elif raw:
             if has_contents:
                 raise InvalidArgument(
@@ -143,6 +136,7 @@ def decode_infer_request(
         id=msg.id,
         outputs=_requested_outputs(msg.outputs),
         parameters=parameters_to_dict(msg.parameters),
+        shared_memory_inputs=in_shared_memory,
     )
 
 
@@ -218,17 +212,17 @@ def encode_infer_response(resp: InferResponse, request: InferRequest) -> pb.Mode
     )
     if resp.parameters:
         encode_parameters(resp.parameters, msg.parameters)
-    in_shm = output_references(request)
+    placed = resp.placed
     raw: list[bytes] = []
     for out in resp.outputs:
         tensor = msg.outputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
-        ref = in_shm.get(out.name)
-        if ref is not None:
-            encode_parameters(placed_parameters(ref, out), tensor.parameters)
+        where = placed.get(out.name)
+        if where is not None:
+            encode_parameters(where, tensor.parameters)
             raw.append(b"")
             continue
         raw.append(_raw_bytes(out.data, by_name(out.datatype)))
-    if len(in_shm) < len(resp.outputs):
+    if len(placed) < len(resp.outputs):
         msg.raw_output_contents.extend(raw)
     return msg
 

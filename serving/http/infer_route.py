@@ -123,12 +123,7 @@ class InferRoute:
         core = self.core
         raw = headers.get("inference-header-content-length")
         header_length = None if raw is None else request_codec.parse_header_length(raw)
-        raw_input = None
-        if header_length == 0:
-            model = core.manager.get(name, version)
-            spec = model.raw_input_spec()
-            shape = (1, *spec.dims) if model.batching else spec.dims
-            raw_input = request_codec.RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
+        raw_input = core.raw_input(name, version) if header_length == 0 else None
         infer_request = request_codec.decode_infer_request(
             body,
             model_name=name,
@@ -136,7 +131,6 @@ class InferRoute:
             content_type=headers.get("content-type"),
             header_length=header_length,
             raw_input=raw_input,
-            shared_memory=core.shared_memory,
         )
         response = await core.infer(infer_request)
         payload, out_headers = response_codec.encode_infer_response(

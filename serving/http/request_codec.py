@@ -11,7 +11,6 @@ import json
 import math
 import re
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -20,8 +19,8 @@ from serving import codecs
 from serving.codecs._common import MAX_DIMS, element_count, shape_text, value_repr
 from serving.datatypes import DataType, by_name
 from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError, Unsupported
-from serving.shared_memory import SharedMemoryRegistry, disabled_error, reference
-from serving.types import InferInput, InferRequest, RequestedOutput
+from serving.shared_memory import reference
+from serving.types import UNRESOLVED, InferInput, InferRequest, RawInputSpec, RequestedOutput
 
 __all__ = [
     "MSGPACK_TYPES",
@@ -47,19 +46,6 @@ _MEMBER_WORK = 1 << 10
 # digits that a 2-digit exponent could carry it past 1.8e308. Only then are floats parsed
 # one by one (a Python call each), so the common body keeps json's fast path.
 _HUGE_NUMBER = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{210}")
-
-
-@dataclass(frozen=True, slots=True)
-class RawInputSpec:
-    """The model's single input, which receives a raw body (``Inference-Header-Content-Length: 0``).
-
-    ``shape`` is the full shape including a batch dimension of 1; at most one
-    ``-1`` is allowed, and only for fixed-size datatypes, where the body size fixes it.
-    """
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
 
 
 def decode_body(body: bytes, content_encoding: str | None, max_size: int) -> bytes:
@@ -205,15 +191,14 @@ def decode_infer_request(
     content_type: str | None,
     header_length: int | None,
     raw_input: RawInputSpec | None = None,
-    shared_memory: SharedMemoryRegistry | None = None,
 ) -> InferRequest:
     """Decode an infer request body.
 
     ``header_length`` is the value of ``Inference-Header-Content-Length`` (None when
     absent); 0 means the whole body is the raw bytes of ``raw_input``. Any content
     type other than msgpack is read as JSON, as Triton does, so ``curl -d`` works.
-    Inputs in system shared memory resolve through ``shared_memory`` (None: the
-    extension is off).
+    An input placed in system shared memory gets ``UNRESOLVED`` data (and the request
+    ``shared_memory_inputs``): the core reads it.
     """
     if header_length == 0:
         return _decode_raw(body, model_name, model_version, raw_input)
@@ -225,17 +210,12 @@ def decode_infer_request(
             )
         header = parse_json(memoryview(body)[:header_length])
         binary: memoryview | None = memoryview(body)[header_length:]
-        return _build_request(
-            header, model_name, model_version, binary, msgpack_form=False, shm=shared_memory
-        )
+        return _build_request(header, model_name, model_version, binary, msgpack_form=False)
     if _media_type(content_type) in MSGPACK_TYPES:
         return _build_request(
-            _parse_msgpack(body), model_name, model_version, None, msgpack_form=True,
-            shm=shared_memory,
-        )  # fmt: skip
-    return _build_request(
-        parse_json(body), model_name, model_version, None, msgpack_form=False, shm=shared_memory
-    )
+            _parse_msgpack(body), model_name, model_version, None, msgpack_form=True
+        )
+    return _build_request(parse_json(body), model_name, model_version, None, msgpack_form=False)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -333,7 +313,6 @@ def _build_request(
     binary: memoryview | None,
     *,
     msgpack_form: bool,
-    shm: SharedMemoryRegistry | None = None,
 ) -> InferRequest:
     if not isinstance(header, dict):
         raise InvalidArgument(f"the request must be an object, got {_kind(header)}")
@@ -350,8 +329,11 @@ def _build_request(
     inputs: list[InferInput] = []
     seen: set[str] = set()
     offset = 0
+    in_shared_memory = False
     for position, raw in enumerate(raw_inputs):
-        tensor, used = _decode_input(raw, position, binary, offset, msgpack_form, shm)
+        tensor, used = _decode_input(raw, position, binary, offset, msgpack_form)
+        if tensor.data is UNRESOLVED:
+            in_shared_memory = True
         if tensor.name in seen:
             raise InvalidArgument(f"input {tensor.name!r} appears more than once")
         seen.add(tensor.name)
@@ -370,6 +352,7 @@ def _build_request(
         id=request_id,
         outputs=_decode_outputs(header.get("outputs")),
         parameters=parameters,
+        shared_memory_inputs=in_shared_memory,
     )
 
 
@@ -379,7 +362,6 @@ def _decode_input(
     binary: memoryview | None,
     offset: int,
     msgpack_form: bool,
-    shm: SharedMemoryRegistry | None,
 ) -> tuple[InferInput, int]:
     """One input tensor, plus how many bytes of the binary section it consumed."""
     if not isinstance(raw, dict):
@@ -409,12 +391,8 @@ def _decode_input(
             array = codecs.json_to_array(data, datatype, shape, name=name)
         return InferInput(name, datatype.name, shape, array, parameters), 0
     if size is None:
-        ref = reference(parameters, where)
-        if ref is not None:
-            if shm is None:
-                raise disabled_error()
-            array = shm.read(ref, datatype, shape, name)
-            return InferInput(name, datatype.name, shape, array, parameters), 0
+        if reference(parameters, where) is not None:  # the core reads it
+            return InferInput(name, datatype.name, shape, UNRESOLVED, parameters), 0
         raise InvalidArgument(f"{where} has neither 'data' nor parameters.binary_data_size")
     if msgpack_form:
         raise InvalidArgument(

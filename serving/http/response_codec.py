@@ -11,7 +11,6 @@ import msgpack  # type: ignore[import-untyped]
 
 from serving import codecs
 from serving.datatypes import by_name
-from serving.shared_memory import SharedMemoryRef, output_references, placed_parameters
 from serving.types import InferOutput, InferRequest, InferResponse
 
 __all__ = [
@@ -51,7 +50,7 @@ def encode_infer_response(
         return _encode_msgpack(resp, request)
     requested = {o.name: o.parameters for o in request.outputs}
     default_binary = _truthy(request.parameters.get("binary_data_output", False))
-    in_shm = output_references(request)
+    placed = resp.placed
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
     for out in resp.outputs:
@@ -61,9 +60,9 @@ def encode_infer_response(
             "datatype": out.datatype,
             "shape": list(out.shape),
         }
-        ref = in_shm.get(out.name)
-        if ref is not None:
-            entry["parameters"] = placed_parameters(ref, out)
+        where = placed.get(out.name)
+        if where is not None:
+            entry["parameters"] = dict(where)
         elif _is_binary(requested.get(out.name), default_binary) or not datatype.json_ok:
             chunk = codecs.array_to_binary(out.data, datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
@@ -105,9 +104,9 @@ def _envelope(
 
 
 def _encode_msgpack(resp: InferResponse, request: InferRequest) -> tuple[bytes, dict[str, str]]:
-    in_shm = output_references(request)
+    placed = resp.placed
     outputs = [
-        _msgpack_output(out) if out.name not in in_shm else _placed_output(out, in_shm[out.name])
+        _msgpack_output(out) if out.name not in placed else _placed_output(out, placed[out.name])
         for out in resp.outputs
     ]
     body = msgpack.packb(_envelope(resp, request, outputs), use_bin_type=True)
@@ -124,12 +123,12 @@ def _msgpack_output(out: InferOutput) -> dict[str, Any]:
     }
 
 
-def _placed_output(out: InferOutput, ref: SharedMemoryRef) -> dict[str, Any]:
+def _placed_output(out: InferOutput, where: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": out.name,
         "datatype": out.datatype,
         "shape": list(out.shape),
-        "parameters": placed_parameters(ref, out),
+        "parameters": dict(where),
     }
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from serving.datatypes import by_name
-from serving.errors import InvalidArgument, Unsupported
+from serving.errors import InvalidArgument
 from serving.grpc import codec
 from serving.grpc import grpc_service_pb2 as pb
-from serving.types import InferOutput, InferRequest, InferResponse, RequestedOutput
+from serving.types import UNRESOLVED, InferOutput, InferRequest, InferResponse, RequestedOutput
 
 TYPED = {
     "BOOL": ("bool_contents", [True, False, True]),
@@ -110,9 +110,7 @@ def test_malformed_requests(msg: pb.ModelInferRequest, message: str) -> None:
     assert message in info.value.message
 
 
-def test_shared_memory_input(shm_registry) -> None:
-    registry, write = shm_registry
-    write(np.array([1, 2, 3], dtype=np.float32).tobytes(), at=4)
+def test_shared_memory_input_is_left_to_the_core() -> None:
     tensor = _tensor()
     tensor.parameters["shared_memory_region"].string_param = "r"
     tensor.parameters["shared_memory_offset"].int64_param = 4
@@ -120,14 +118,12 @@ def test_shared_memory_input(shm_registry) -> None:
     # raw_input_contents cover only the inputs that are not in shared memory
     other = _tensor("z", datatype="INT32", shape=(1,))
     msg = _request(tensor, other, raw=[struct.pack("<i", 9)])
-    request = codec.decode_infer_request(msg, registry)
-    np.testing.assert_array_equal(request.inputs[0].data, [1, 2, 3])
+    request = codec.decode_infer_request(msg)
+    assert request.shared_memory_inputs
+    assert request.inputs[0].data is UNRESOLVED  # InferenceCore.infer reads it
+    assert request.inputs[0].parameters["shared_memory_offset"] == 4
     assert request.inputs[1].data.tolist() == [9]
-    with pytest.raises(Unsupported, match="--allow-shared-memory"):
-        codec.decode_infer_request(msg, None)
-    tensor.parameters["shared_memory_offset"].int64_param = 60
-    with pytest.raises(InvalidArgument, match="exceeds the 64 bytes"):
-        codec.decode_infer_request(_request(tensor), registry)
+    assert not codec.decode_infer_request(_request(other, raw=[b"\0" * 4])).shared_memory_inputs
 
 
 def test_response_is_raw_in_output_order() -> None:
@@ -152,13 +148,15 @@ def test_response_output_in_shared_memory() -> None:
     request = InferRequest("m", (), outputs=(RequestedOutput("a", params), RequestedOutput("b")))
     out = (InferOutput("a", "FP32", (2,), np.zeros(2, np.float32)),
            InferOutput("b", "FP32", (1,), np.ones(1, np.float32)))  # fmt: skip
-    msg = codec.encode_infer_response(InferResponse("m", "1", out), request)
+    where = {"shared_memory_region": "r", "shared_memory_offset": 0, "shared_memory_byte_size": 8}
+    response = InferResponse("m", "1", out, placed={"a": where})  # as the core answers
+    msg = codec.encode_infer_response(response, request)
     placed = codec.parameters_to_dict(msg.outputs[0].parameters)
     assert placed == {"shared_memory_region": "r", "shared_memory_offset": 0,
                       "shared_memory_byte_size": 8}  # fmt: skip
     assert list(msg.raw_output_contents) == [b"", np.ones(1, np.float32).tobytes()]
     only = InferRequest("m", (), outputs=(RequestedOutput("a", params),))
-    msg = codec.encode_infer_response(InferResponse("m", "1", out[:1]), only)
+    msg = codec.encode_infer_response(InferResponse("m", "1", out[:1], placed={"a": where}), only)
     assert len(msg.raw_output_contents) == 0
 
 

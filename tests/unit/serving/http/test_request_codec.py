@@ -22,6 +22,7 @@ from serving.http.request_codec import (
     decode_infer_request,
     parse_header_length,
 )
+from serving.types import UNRESOLVED
 
 
 def decode(body: bytes, content_type: str | None = None, header_length: int | None = None, **kw):
@@ -567,26 +568,20 @@ def test_malformed_structure(payload, message, form):
     assert info.value.message == message
 
 
-def test_shared_memory_input_needs_the_extension_on():
-    params = {"shared_memory_region": "r", "shared_memory_byte_size": 4}
-    payload = {"inputs": [_input(data=..., parameters=params)]}
-    with pytest.raises(Unsupported, match="--allow-shared-memory"):
-        decode(json.dumps(payload).encode())
-
-
 def test_shared_memory_input_without_byte_size():
     payload = {"inputs": [_input(data=..., parameters={"shared_memory_region": "r"})]}
     with pytest.raises(InvalidArgument, match="no shared_memory_byte_size"):
         decode(json.dumps(payload).encode())
 
 
-def test_shared_memory_input_reads_the_region(shm_registry):
-    registry, write = shm_registry
-    write(np.array([1.5, 2.5], dtype=np.float32).tobytes(), at=8)
+def test_shared_memory_input_is_left_to_the_core():
     params = {"shared_memory_region": "r", "shared_memory_offset": 8, "shared_memory_byte_size": 8}
     payload = {"inputs": [_input(data=..., shape=[2], parameters=params)]}
-    request = decode(json.dumps(payload).encode(), shared_memory=registry)
-    np.testing.assert_array_equal(request.inputs[0].data, [1.5, 2.5])
+    request = decode(json.dumps(payload).encode())
+    assert request.shared_memory_inputs
+    assert request.inputs[0].data is UNRESOLVED  # InferenceCore.infer reads it
+    assert request.inputs[0].parameters == params
+    assert not decode(json.dumps({"inputs": [_input()]}).encode()).shared_memory_inputs
 
 
 @pytest.mark.parametrize(
