@@ -149,11 +149,17 @@ def test_metrics_endpoint(server: ServerProcess) -> None:
     assert 'sluice_model_load_failures_total{model="broken",' in text
 
 
-def test_poll_mode_picks_up_a_new_version_without_failures(tmp_path: Path) -> None:
+def test_poll_mode_loads_a_version_only_after_its_copy_settles(tmp_path: Path) -> None:
+    """A version is loaded only once two scans in a row see the same files.
+
+    Version 2 is copied in a few bytes at a time, so every scan during the copy sees a
+    different file: with the rule none of them tries the half-written model; without it
+    the first one would, and the failed load would show in the load-failure metric.
+    """
     repo = tmp_path / "repo"
     write_repository(repo, ["identity_fp32"])
     proc = ServerProcess(
-        repo, "--model-control-mode", "poll", "--repository-poll-secs", "0.3", log_dir=tmp_path
+        repo, "--model-control-mode", "poll", "--repository-poll-secs", "1", log_dir=tmp_path
     )
     failures: list[str] = []
     versions_seen: list[str] = []
@@ -176,26 +182,30 @@ def test_poll_mode_picks_up_a_new_version_without_failures(tmp_path: Path) -> No
     try:
         thread = threading.Thread(target=load)
         thread.start()
-        time.sleep(0.5)
-        # Copy version 2 in slowly, as a real copy would: while the file is half written,
-        # version 1 keeps serving whatever the poller makes of it.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (versions_seen or failures):
+            time.sleep(0.01)  # until the load thread has its first answer
+        # Copy version 2 in slowly, as a real copy over a slow link would: one byte every
+        # 25 ms, so the file grows between any two scans (1 s apart) and the copy (116 bytes,
+        # about 3 s) spans at least two of them.
         data = (repo / "identity_fp32" / "1" / "model.onnx").read_bytes()
         (repo / "identity_fp32" / "2").mkdir()
         with (repo / "identity_fp32" / "2" / "model.onnx").open("wb") as f:
-            f.write(data[: len(data) // 2])
-            f.flush()
-            time.sleep(1.0)
-            f.write(data[len(data) // 2 :])
+            for offset in range(len(data)):
+                f.write(data[offset : offset + 1])
+                f.flush()
+                time.sleep(0.025)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (not versions_seen or versions_seen[-1] != "2"):
             time.sleep(0.1)
-        time.sleep(0.5)
         stop.set()
         thread.join()
         assert failures == []
         assert versions_seen[0] == "1" and versions_seen[-1] == "2"
         meta = httpx.get(f"{proc.http_url}/v2/models/identity_fp32").json()
         assert meta["versions"] == ["2"]
+        metrics = httpx.get(proc.metrics_url).text
+        assert "sluice_model_load_failures_total{" not in metrics  # no half-written load
     finally:
         stop.set()
         proc.stop()

@@ -7,7 +7,8 @@ from serving.runtime import gpu
 from serving.stats import RequestTimings
 
 
-def test_success_and_failure_are_counted_per_model_version() -> None:
+def test_success_and_failure_are_counted_per_model_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpu, "gpu_stats", lambda: [])  # the same answer on a GPU machine
     m = Metrics()
     m.observe_success("mlp", "1", 4, 2_000_000, RequestTimings(100_000, 10_000, 1_500_000, 20_000))
     m.observe_execution("mlp", "1")
@@ -21,7 +22,7 @@ def test_success_and_failure_are_counted_per_model_version() -> None:
     assert (
         'sluice_compute_duration_seconds_sum{model="mlp",phase="infer",version="1"} 0.0015' in text
     )
-    assert "sluice_gpu_" not in text  # no GPU on this machine: nothing rendered, nothing raised
+    assert "sluice_gpu_" not in text  # no GPU reading: no GPU metric, not even an empty one
 
 
 def test_gpu_readings_are_rendered_when_a_gpu_exists(monkeypatch: pytest.MonkeyPatch) -> None:

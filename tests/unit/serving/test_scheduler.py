@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -87,36 +87,46 @@ def test_inline_off_by_default() -> None:
     assert "MainThread" not in threads
 
 
+class HeldExecutor(concurrent.futures.Executor):
+    """Holds every submitted run until the test releases it, so nothing finishes by itself."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[concurrent.futures.Future, Callable[[], object]]] = []
+        self.peak = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.held.append((future, lambda: fn(*args, **kwargs)))
+        self.peak = max(self.peak, len(self.held))
+        return future
+
+    def release_oldest(self) -> None:
+        future, run = self.held.pop(0)
+        future.set_result(run())
+
+
+async def _settle() -> None:
+    """Let every task run until it waits on something only the test can release."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
 def test_concurrency_is_capped_by_instances() -> None:
-    active = 0
-    peak = 0
-    lock = threading.Lock()
-    gate = threading.Event()
+    executor = HeldExecutor()
+    scheduler = DirectScheduler(lambda inputs, names: {"y": inputs["x"]}, 2, executor)
 
-    def run(inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        gate.wait(5)
-        with lock:
-            active -= 1
-        return {"y": inputs["x"]}
-
-    scheduler = DirectScheduler(run, 2)
-
-    async def main() -> None:
+    async def main() -> list[int]:
         tasks = [
             asyncio.create_task(scheduler.schedule({"x": np.array([i])}, ["y"], 1))
             for i in range(5)
         ]
-        for _ in range(500):  # until two runs are inside (5 s at most)
-            if active == 2:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # a third would have started by now if it could
-        gate.set()
-        await asyncio.gather(*tasks)
+        await _settle()
+        assert len(executor.held) == 2  # two instances busy, three requests wait
+        while executor.held:
+            executor.release_oldest()
+            await _settle()  # a waiting request takes the freed instance
+            assert len(executor.held) <= 2
+        return [int((await task).outputs["y"][0]) for task in tasks]
 
-    asyncio.run(main())
-    assert peak == 2
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4]
+    assert executor.peak == 2
