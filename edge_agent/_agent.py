@@ -85,6 +85,7 @@ class Agent:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
             log.info("edge agent running (serving disabled)")
+        self.event("boot", committed={r.name: r.committed for r in self.store.rows()})
         self.report("boot")
         tasks = [
             asyncio.create_task(self._reconcile_forever(), name="edge-reconcile"),

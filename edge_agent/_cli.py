@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             level=args.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # the gate polls on loopback
         from edge_agent._agent import Agent
 
         try:
