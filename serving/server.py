@@ -26,6 +26,7 @@ from serving.process import bind, configure_logging, http_server, metrics_app, r
 from serving.settings import Settings
 
 if TYPE_CHECKING:
+    from serving.monitoring import Monitoring
     from serving.registry_follower import RegistryFollower
 
 __all__ = ["Supervised", "run", "serve"]
@@ -63,6 +64,19 @@ def _registry_follower(
     return RegistryFollower.from_settings(settings, manager, deployment)
 
 
+async def _start_monitoring(
+    settings: Settings, core: InferenceCore, metrics: Metrics
+) -> Monitoring | None:
+    if settings.collect is None and settings.events is None:
+        return None
+    from serving.monitoring import Monitoring
+
+    monitoring = Monitoring.from_settings(settings, core, metrics)
+    if monitoring is not None:  # rolls what a previous process left in the spool first
+        await asyncio.to_thread(monitoring.start, core)
+    return monitoring
+
+
 async def _start_models(core: InferenceCore, follower: RegistryFollower | None) -> None:
     """Pull and pin the followed versions first, so the initial load already serves them."""
     if follower is not None:
@@ -76,6 +90,8 @@ async def serve(settings: Settings, worker: Supervised | None = None) -> None:
     metrics = Metrics()
     manager = ModelManager(settings, metrics)
     core = InferenceCore(settings, manager, metrics)
+    # --collect / --events (serving.monitoring): the collector observes every version
+    monitoring = await _start_monitoring(settings, core, metrics)
     # --registry: pull and follow --model references (serving.registry_follower)
     follower = _registry_follower(settings, manager, worker) if settings.registry else None
     if worker is not None and worker.join_when_ready:
@@ -153,6 +169,8 @@ async def serve(settings: Settings, worker: Supervised | None = None) -> None:
         if follower is not None:
             await follower.close()  # stops following and clears this deployment's pin
         await core.close()
+        if monitoring is not None:  # writes what is queued and rolls the spool into Parquet
+            await asyncio.to_thread(monitoring.close, core)
 
 
 def run(settings: Settings) -> None:

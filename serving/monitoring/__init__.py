@@ -14,6 +14,7 @@ from serving.monitoring._observer import (
     describe_model_version,
 )
 from serving.monitoring._parquet import roll_segment
+from serving.monitoring._server import Monitoring
 
 __all__ = [
     "DROP_REASONS",
@@ -27,6 +28,7 @@ __all__ = [
     "EventBus",
     "EventsConfig",
     "EventsConfigError",
+    "Monitoring",
     "VersionDescription",
     "describe_model_version",
     "roll_segment",

@@ -1,0 +1,5 @@
+import sys
+
+from serving.monitoring._cli import main
+
+sys.exit(main())
