@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks import h2load
-from benchmarks.histogram import summarize_values
 from benchmarks.models import MODELS, write_onnx_models, write_sluice_repository
-from benchmarks.payloads import grpc_infer_request, grpc_infer_response
 from benchmarks.processes import ResourceMonitor, ServerProcess
+from serving.loadgen import grpc_infer_request, grpc_infer_response, summarize_values
 
 __all__ = ["SHAPES", "main"]
 

@@ -23,7 +23,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.payloads import GRPC_INFER_METHOD
+from serving.loadgen import GRPC_INFER_METHOD
 
 __all__ = ["H2loadResult", "available", "grpc_body", "parse_log", "run_h2load"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.codec_bench import MicroResult
-from benchmarks.histogram import LatencySummary
 from benchmarks.limit import LimitResult
 from benchmarks.scenarios import COMPARISONS, SCENARIOS, Comparison
+from serving.loadgen import LatencySummary
 
 __all__ = [
     "RATIO_HEADER",

@@ -20,11 +20,7 @@ import numpy as np
 
 from benchmarks import h2load, wrk
 from benchmarks.codec_bench import run_micro_benchmarks
-from benchmarks.grpc_client import GrpcSender, open_channel
-from benchmarks.histogram import LatencySummary, summarize_values
-from benchmarks.http_client import HttpSender
 from benchmarks.limit import measure_limit
-from benchmarks.loadgen import LoadResult, LoadSpec, Sender, drive
 from benchmarks.mlserver_peer import (
     DEFAULT_VENV,
     MLSERVER_CONFIGS,
@@ -39,17 +35,26 @@ from benchmarks.models import (
     write_onnx_models,
     write_sluice_repository,
 )
-from benchmarks.payloads import (
-    binary_infer_body,
-    grpc_infer_request,
-    grpc_infer_response,
-    http_request,
-    json_infer_body,
-)
 from benchmarks.processes import ResourceMonitor, ServerProcess, wait_http_ready
 from benchmarks.progress import Progress
 from benchmarks.report import Measurement, RunReport
 from benchmarks.scenarios import SCENARIOS, Scenario
+from serving.loadgen import (
+    GrpcSender,
+    HttpSender,
+    LatencySummary,
+    LoadResult,
+    LoadSpec,
+    Sender,
+    binary_infer_body,
+    drive,
+    grpc_infer_request,
+    grpc_infer_response,
+    http_request,
+    json_infer_body,
+    open_channel,
+    summarize_values,
+)
 
 __all__ = ["RunOptions", "Runner"]
 

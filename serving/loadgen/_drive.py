@@ -1,10 +1,10 @@
 """Sluice's load generator: closed-loop concurrency and open-loop constant or Poisson rates.
 
 Protocol-neutral: it drives ``Sender`` objects (one per connection or concurrent slot,
-see ``http_client`` and ``grpc_client``) and records latencies in microseconds.
+see ``_http`` and ``_grpc``) and records latencies in microseconds.
 
 - Closed loop: each of N senders sends its next request as soon as the last one answered.
-- Open loop: the send times are fixed in advance (``schedule``); a free sender takes the
+- Open loop: the send times are fixed in advance (``_schedule``); a free sender takes the
   next due request, and latency counts from the *intended* send time, so requests that
   waited for a sender while the server stalled are charged for the wait.
 
@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from benchmarks.schedule import constant_schedule, poisson_schedule
+from serving.loadgen._schedule import constant_schedule, poisson_schedule
 
 __all__ = ["LoadResult", "LoadSpec", "Sender", "drive", "open_senders"]
 

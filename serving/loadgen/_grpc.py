@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.payloads import GRPC_INFER_METHOD
+from serving.loadgen._payloads import GRPC_INFER_METHOD
 
 __all__ = ["GrpcSender", "open_channel"]
 

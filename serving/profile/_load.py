@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from benchmarks.histogram import summarize_values
-from benchmarks.http_client import HttpSender
-from benchmarks.loadgen import LoadResult, LoadSpec, drive
+from serving.loadgen import HttpSender, LoadResult, LoadSpec, drive, summarize_values
 
 __all__ = ["HttpSender", "LoadResult", "LoadSpec", "drive", "summarize_values"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from benchmarks import h2load
-from benchmarks.payloads import grpc_infer_request, grpc_infer_response
 from serving.grpc import grpc_service_pb2 as pb
+from serving.loadgen import grpc_infer_request, grpc_infer_response
 
 
 def test_the_body_is_one_uncompressed_grpc_message() -> None:

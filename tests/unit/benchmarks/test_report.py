@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.histogram import LatencySummary, new_histogram, summarize, summarize_values
 from benchmarks.limit import LimitResult
 from benchmarks.report import Measurement, RunReport, pick_best, render_markdown
+from serving.loadgen import LatencySummary, new_histogram, summarize, summarize_values
 
 pytest.importorskip("hdrh")
 

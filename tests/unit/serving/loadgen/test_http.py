@@ -4,9 +4,7 @@ import asyncio
 
 import pytest
 
-from benchmarks.http_client import HttpSender, ProtocolError, ResponseParser
-from benchmarks.loadgen import LoadSpec, drive
-from benchmarks.payloads import http_request
+from serving.loadgen import HttpSender, LoadSpec, ProtocolError, ResponseParser, drive, http_request
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}"

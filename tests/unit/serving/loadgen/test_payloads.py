@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.payloads import (
+from serving.loadgen import (
     binary_infer_body,
     grpc_infer_request,
     grpc_infer_response,

@@ -3,8 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.loadgen import LoadSpec
-from benchmarks.schedule import constant_schedule, poisson_schedule
+from serving.loadgen import LoadSpec, constant_schedule, poisson_schedule
 
 
 def test_constant_schedule_is_evenly_spaced() -> None:
