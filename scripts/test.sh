@@ -15,11 +15,22 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[cpu,test]'
 
+echo "== mosquitto, the MQTT broker of the edge agent tests (Debian's package)"
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "mosquitto is not installed and there is no apt-get here: install the broker" \
+            "(Debian/Ubuntu package 'mosquitto') and rerun; the edge tests need it" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto
+fi
+
 echo "== generated protobuf code is current"
 "$VENV/bin/python" scripts/gen_protos.py --check
 
 echo "== lint and types"
-"$VENV/bin/ruff" check serving registry_client benchmarks tests scripts setup.py
+"$VENV/bin/ruff" check serving registry_client edge_agent benchmarks tests scripts setup.py
 "$VENV/bin/mypy"
 
 echo "== MLflow server for the registry tests (its own virtualenv)"
