@@ -5,6 +5,7 @@ when the part that needs them runs; ``pip install sluice[monitoring]`` brings th
 See docs/monitoring.md.
 """
 
+from serving.monitoring._cli import add_drift_parser, run_drift
 from serving.monitoring._collector import DROP_REASONS, Collector, CollectorOptions
 from serving.monitoring._config import CollectConfig, CollectConfigError, ColumnSpec, sampled
 from serving.monitoring._events import EVENT_TYPES, EventBus, EventsConfig, EventsConfigError
@@ -30,7 +31,9 @@ __all__ = [
     "EventsConfigError",
     "Monitoring",
     "VersionDescription",
+    "add_drift_parser",
     "describe_model_version",
     "roll_segment",
+    "run_drift",
     "sampled",
 ]
