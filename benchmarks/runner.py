@@ -84,12 +84,9 @@ class _Endpoint:
 
 def _run_async(coro: Coroutine[Any, Any, Any], fast_loop: bool = True) -> Any:
     if fast_loop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(coro)
+        from serving.process import run_loop  # uvloop where installed, as the server runs
+
+        return run_loop(coro)
     return asyncio.run(coro)
 
 
