@@ -75,3 +75,13 @@ def test_a_device_id_that_would_break_topics_is_refused(tmp_path: Path) -> None:
 def test_not_toml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "device_id = "))
+
+
+def test_docs_edge_md_lists_every_key_with_its_default() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "edge.md").read_text()
+    for key in config_keys():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{key.name}` |")), None)  # fmt: skip
+        assert row is not None, key.name
+        if not key.required and key.default is not None:
+            shown = str(key.default).lower() if isinstance(key.default, bool) else repr(key.default)
+            assert f"`{shown}`" in row, (key.name, row)
