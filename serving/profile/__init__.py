@@ -5,6 +5,7 @@ recommendation by a stated rule."""
 from serving.profile._grid import Configuration, LoadPoint
 from serving.profile._profiler import ProfileRequest, run_profile
 from serving.profile._recommend import HEADROOM, RULE, Recommendation, recommend
+from serving.profile._report import print_table
 from serving.profile._resources import ResourceSample, ResourceWindow, process_tree
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Recommendation",
     "ResourceSample",
     "ResourceWindow",
+    "print_table",
     "process_tree",
     "recommend",
     "run_profile",

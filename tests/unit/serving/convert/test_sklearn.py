@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from sklearn.cluster import Birch
+from sklearn.cluster import Birch, KMeans
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
@@ -48,6 +48,16 @@ def test_string_categories_become_a_bytes_input() -> None:
     result = convert_sklearn(model, cats)
     outputs = run(result.onnx_bytes, cats)
     np.testing.assert_allclose(outputs["variable"].ravel(), model.predict(cats), atol=1e-5)
+
+
+def test_clusterer_answers_predict_and_transform() -> None:
+    model = make_pipeline(StandardScaler(), KMeans(n_clusters=3, n_init=2, random_state=0))
+    model.fit(X)
+    result = convert_sklearn(model, X)
+    outputs = run(result.onnx_bytes, X.astype(np.float32))
+    np.testing.assert_array_equal(outputs["label"], model.predict(X))
+    np.testing.assert_allclose(outputs["scores"], model.transform(X), rtol=1e-4, atol=1e-4)
+    assert [d.name for d in result.differences] == ["label", "scores"]
 
 
 def test_unsupported_estimator_is_named_with_what_is_supported() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_commands"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from serving.optimize._transform import LEVELS, QUANTIZE_MODES
+def add_commands(sub: Any) -> None:
+    from serving.optimize import LEVELS, QUANTIZE_MODES
 
     opt = sub.add_parser(
         "optimize",
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     opt.add_argument("--measure-secs", type=float, default=1.0,
                      help="seconds per speed measurement (default %(default)s)")  # fmt: skip
     opt.add_argument("--json", action="store_true", help="print the report as JSON")
-    opt.set_defaults(func=run)
+    opt.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:

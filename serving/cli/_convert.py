@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_commands"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: Any) -> None:
     convert = sub.add_parser(
         "convert",
         help="convert a scikit-learn or PyTorch model to ONNX, checked, as a new model version",
@@ -36,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
     sk.add_argument("--min-label-agreement", type=float, default=0.99,
                     help="share of equal labels for classifiers (default %(default)s)")  # fmt: skip
-    convert.set_defaults(func=run)
+    convert.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -50,13 +51,14 @@ def run(args: argparse.Namespace) -> None:
         write_version,
     )
 
-    sample = load_sample(args.sample)
     if args.framework == "sklearn":
         estimator = load_pickle(args.model, trust_pickle=args.trust_pickle)
+        sample = load_sample(args.sample)
         tolerance = Tolerance(args.atol, args.rtol, args.min_label_agreement)
         result = convert_sklearn(estimator, sample, tolerance)
         source = result.estimator
     else:
+        sample = load_sample(args.sample)
         result = convert_torch(load_factory(args.model), sample, atol=args.atol, rtol=args.rtol)  # type: ignore[assignment]
         source = result.module  # type: ignore[attr-defined]
     written = write_version(args.out, result.onnx_bytes, max_batch_size=args.max_batch_size)

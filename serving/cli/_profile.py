@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_commands"]
 
 
 def _ints(text: str) -> list[int]:
@@ -21,7 +22,7 @@ def _seconds(text: str) -> float:
     return float(text[:-1]) if text.endswith("s") else float(text)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: Any) -> None:
     prof = sub.add_parser(
         "profile",
         help="sweep configurations x loads on a real server; recommend CPU, memory and config",
@@ -46,14 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     prof.add_argument("--server-pid", type=int, help="with --url: read its CPU and RSS")
     prof.add_argument("--out", type=Path, default=Path("profile"), metavar="DIR",
                       help="where profile.json/.csv/.png and config.pbtxt go (default %(default)s)")  # fmt: skip
-    prof.set_defaults(func=run)
+    prof.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from serving.profile import ProfileRequest, run_profile
-    from serving.profile._report import print_table
+    from serving.profile import ProfileRequest, print_table, run_profile
 
     console = Console(stderr=True)
     concurrency = args.concurrency
