@@ -177,6 +177,7 @@ class Agents:
             "health.max_error_rate": 0.2,
         }
         values.update({k.replace("__", "."): v for k, v in overrides.items()})
+        values = {k: v for k, v in values.items() if v is not None}  # None: leave unset
         return write_config(self.tmp_path / f"{device}.toml", values)
 
     def start(self, device: str, **overrides: Any) -> AgentProcess:
