@@ -20,6 +20,7 @@ from registry_client._errors import (
     UnsupportedSource,
     VerificationError,
 )
+from registry_client._follow import Follower, LoadRefused, ServingTarget
 from registry_client._local import LocalRegistry, Pin
 from registry_client._manifest import MANIFEST_NAME, build_manifest
 from registry_client._mlflow import MlflowRegistry
@@ -44,10 +45,12 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "FileEntry",
+    "Follower",
     "HttpOptions",
     "InsufficientSpace",
     "InvalidReference",
     "Lineage",
+    "LoadRefused",
     "LocalRegistry",
     "MlflowRegistry",
     "ModelReference",
@@ -60,6 +63,7 @@ __all__ = [
     "Puller",
     "RegistryError",
     "RetryPolicy",
+    "ServingTarget",
     "UnsupportedSource",
     "VerificationError",
     "build_manifest",

@@ -26,8 +26,8 @@ from serving.process import bind, configure_logging, http_server, metrics_app, r
 from serving.settings import Settings
 
 if TYPE_CHECKING:
+    from registry_client import Follower as RegistryFollower
     from serving.monitoring import Monitoring
-    from serving.registry_follower import RegistryFollower
 
 __all__ = ["Supervised", "run", "serve"]
 
@@ -56,12 +56,12 @@ def _describe_runtime() -> str:
 def _registry_follower(
     settings: Settings, manager: ModelManager, worker: Supervised | None
 ) -> RegistryFollower:
-    from serving.registry_follower import RegistryFollower
+    from serving.following import follower_from_settings
 
     deployment = f"sluice-{socket.gethostname()}-{settings.http_port}"
     if worker is not None or settings.http_port == 0:  # the port alone names no one process
         deployment += f"-{os.getpid()}"
-    return RegistryFollower.from_settings(settings, manager, deployment)
+    return follower_from_settings(settings, manager, deployment)
 
 
 async def _start_monitoring(
@@ -92,7 +92,7 @@ async def serve(settings: Settings, worker: Supervised | None = None) -> None:
     core = InferenceCore(settings, manager, metrics)
     # --collect / --events (serving.monitoring): the collector observes every version
     monitoring = await _start_monitoring(settings, core, metrics)
-    # --registry: pull and follow --model references (serving.registry_follower)
+    # --registry: pull and follow --model references (serving.following)
     follower = _registry_follower(settings, manager, worker) if settings.registry else None
     if worker is not None and worker.join_when_ready:
         # a restarted worker takes no connections before its models are ready

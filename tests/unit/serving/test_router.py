@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from serving.core import InferenceCore
+from serving.desired_state import ModelTarget, Source
 from serving.errors import NotFound, Unavailable
 from serving.examples import write_repository
 from serving.manager import ModelManager
@@ -126,7 +127,7 @@ def test_unknown_and_unready_models_fail_as_before(repo: Path) -> None:
         core.router.set_policy(MODEL, _ByRequestId())
         with pytest.raises(NotFound, match="unknown model 'nope'"):
             await core.infer(InferRequest("nope", ()))
-        await core.manager.unload(MODEL, _internal=True)
+        await core.manager.apply(ModelTarget(MODEL, Source.API, serve=False))
         with pytest.raises(Unavailable, match="not ready"):
             await core.infer(_request(request_id="1"))
 

@@ -1,4 +1,5 @@
-"""The registry follower against a real local registry and a real ModelManager."""
+"""The registry follower against a real local registry and a real ModelManager (through
+``serving.following.ManagerTarget``, as ``sluice serve --registry`` runs it)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from registry_client import ConflictError, LocalRegistry
+from registry_client import ConflictError, Follower, LocalRegistry
 from serving.examples import build_identity, write_repository
+from serving.following import ManagerTarget
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.model import lineage_parameters
-from serving.registry_follower import RegistryFollower
 from serving.settings import Settings
 from serving.types import InferInput, InferRequest
 
@@ -56,9 +57,9 @@ def _request() -> InferRequest:
 
 def _follower(
     manager: ModelManager, uri: str, *, retention: int = 3, poll_secs: float = 30.0
-) -> RegistryFollower:
-    return RegistryFollower(
-        manager,
+) -> Follower:
+    return Follower(
+        ManagerTarget(manager),
         uri,
         [CHAMPION],
         deployment="unit-test",
@@ -71,7 +72,7 @@ def _follower(
 def _run(
     repo: Path,
     uri: str,
-    scenario: Callable[[ModelManager, RegistryFollower], Awaitable[None]],
+    scenario: Callable[[ModelManager, Follower], Awaitable[None]],
     **kwargs: float,
 ) -> None:
     async def main() -> None:
@@ -104,7 +105,7 @@ def test_pulls_at_start_and_follows_the_alias_up_and_down(
 ) -> None:
     _register(registry, onnx_file, champion=True)
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         assert m.ready_versions(NAME) == ["1"]
         assert (await m.get(NAME).infer(_request())).model_version == "1"
 
@@ -128,7 +129,7 @@ def test_an_alias_move_under_load_fails_no_request(
 ) -> None:
     _register(registry, onnx_file, champion=True)
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         seen: dict[str, int] = {}
         failures: list[BaseException] = []
         stop = asyncio.Event()
@@ -163,7 +164,7 @@ def test_unreachable_at_start_serves_the_disk_then_follows(
     (repo / "identity_fp32").rename(repo / NAME)  # version 1, put there by hand
     root = tmp_path / "not-yet"  # no registry there yet: cannot be opened
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         assert m.ready_versions(NAME) == ["1"]  # what was on disk
         for _ in range(3):
             assert not await f.sync()
@@ -187,7 +188,7 @@ def test_a_restart_without_the_registry_serves_the_version_followed_last(
     _register(registry, onnx_file, champion=True)
     registry.set_alias(NAME, "champion", 1)
 
-    async def first(m: ModelManager, f: RegistryFollower) -> None:
+    async def first(m: ModelManager, f: Follower) -> None:
         assert m.ready_versions(NAME) == ["1"]
         registry.set_alias(NAME, "champion", 2)
         assert await f.sync()
@@ -198,7 +199,7 @@ def test_a_restart_without_the_registry_serves_the_version_followed_last(
     _run(repo, registry.uri, first)
     registry.root.rename(tmp_path / "gone")
 
-    async def second(m: ModelManager, f: RegistryFollower) -> None:
+    async def second(m: ModelManager, f: Follower) -> None:
         assert not await f.sync()
         assert m.ready_versions(NAME) == ["1"]  # not the newest on disk
 
@@ -212,7 +213,7 @@ def test_retention_keeps_the_newest_and_the_serving_version(
         _register(registry, onnx_file)
     registry.set_alias(NAME, "champion", 1)
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         (repo / NAME / "0").mkdir()  # put there by hand: never deleted
         (repo / NAME / "0" / "model.onnx").write_bytes(onnx_file.read_bytes())
         for version in (2, 3):
@@ -236,7 +237,7 @@ def test_pins_follow_the_serving_version_and_go_on_close(
 ) -> None:
     _register(registry, onnx_file, champion=True)
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         (pin,) = registry.pins()
         assert pin.deployment == "unit-test"
         assert pin.models == {NAME: [1]}
@@ -262,7 +263,7 @@ def test_a_reference_that_fails_does_not_hold_up_the_others(
     async def main() -> None:
         manager = ModelManager(Settings(model_repository=repo, cores=1), Metrics())
         refs = [CHAMPION, "models:/missing@champion"]
-        follower = RegistryFollower(manager, registry.uri, refs, deployment="unit-test")
+        follower = Follower(ManagerTarget(manager), registry.uri, refs, deployment="unit-test")
         async with follower:
             await manager.start()
             assert manager.ready_versions(NAME) == ["1"]
@@ -286,7 +287,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
     broken.parent.mkdir()
     broken.write_bytes(b"not an onnx model")
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         registry.set_alias(NAME, "champion", registry.register(NAME, [broken]).version)
         assert await f.sync()
         assert m.ready_versions(NAME) == ["1"]
@@ -305,7 +306,7 @@ def test_lineage_shows_in_metadata_parameters(
     registry.register(NAME, [onnx_file], aliases=["champion"], git_commit="c0ffee",
                       run_id="run-7", tags={"stage": "prod"})  # fmt: skip
 
-    async def scenario(m: ModelManager, f: RegistryFollower) -> None:
+    async def scenario(m: ModelManager, f: Follower) -> None:
         params = m.get(NAME).metadata(m.ready_versions(NAME))["parameters"]
         assert params["lineage.registry"] == registry.uri
         assert params["lineage.version"] == "1"

@@ -1,16 +1,17 @@
-"""Serving from a registry: pull what each reference names, follow it when it moves.
+"""Following registry references: resolve, pull, retain; the server decides the rest.
 
 ``sluice serve --registry URI --model models:/NAME@champion`` pulls the version the
 reference resolves to into the model repository (the Puller's verified, atomic install)
-and serves exactly that version; every ``--registry-poll-secs`` it resolves the
-reference again, and when the alias has moved, up or down, it pulls the new version,
-loads and warms it while the old one keeps serving, switches traffic, retires the old
-one and keeps it on disk for rollback (the newest ``--registry-retention`` versions,
-plus the serving one, stay).
+and hands the server the versions each model should serve (``ServingTarget.follow``);
+every ``--registry-poll-secs`` it resolves the reference again, and when the alias has
+moved, up or down, it pulls the new version and hands it over; the server loads and
+warms it while the old one keeps serving, switches traffic and retires the old one.
+The follower keeps old versions on disk for rollback (the newest
+``--registry-retention`` versions, plus the serving one, stay).
 
-The follower decides versions through ``ModelManager.pin_versions`` rather than a config
-override: every load of the model (start-up, poll mode, the repository API) then keeps
-to the followed version while ``config.pbtxt`` is still read from disk.
+The follower knows nothing of the server: a ``ServingTarget`` (in Sluice,
+``serving.following.ManagerTarget``) turns what it hands over into the server's
+desired state, so every later load of the model keeps to the followed version.
 
 What each reference last resolved to is kept in ``<repository>/.sluice/following.json``,
 so a restart with the registry unreachable serves the same versions as before (else
@@ -30,21 +31,50 @@ import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from serving.errors import SluiceError
-from serving.manager import ModelManager
-from serving.model import LINEAGE_FILE
-from serving.settings import Settings
+from registry_client._pull import LINEAGE_FILE
 
-__all__ = ["RegistryFollower"]
+__all__ = ["Follower", "LoadRefused", "ServingTarget"]
 
 log = logging.getLogger("sluice.registry")
 
 STATE_FILE = Path(".sluice") / "following.json"
 
 
-class RegistryFollower:
+class LoadRefused(Exception):
+    """The server could not serve the versions handed to it (what served keeps serving)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ServingTarget(Protocol):
+    """What the follower hands its choices to: the server's desired state."""
+
+    @property
+    def repository(self) -> Path:
+        """The model repository the follower pulls into."""
+        ...
+
+    def serving(self, name: str) -> tuple[int, ...]:
+        """The versions of ``name`` that serve now."""
+        ...
+
+    def hold(self, name: str, versions: tuple[int, ...]) -> None:
+        """Serve ``versions`` of ``name`` from its next load on (no load now)."""
+        ...
+
+    async def follow(self, name: str, versions: tuple[int, ...]) -> None:
+        """Serve ``versions`` of ``name`` now: load and warm them, then switch.
+
+        Raises ``LoadRefused`` when they cannot serve.
+        """
+        ...
+
+
+class Follower:
     """Keeps the models named by registry references serving their current versions.
 
     ``start()`` makes one round (pull, load) before returning and then polls in the
@@ -53,7 +83,7 @@ class RegistryFollower:
 
     def __init__(
         self,
-        manager: ModelManager,
+        target: ServingTarget,
         registry_uri: str,
         references: Sequence[str],
         *,
@@ -63,13 +93,14 @@ class RegistryFollower:
         max_backoff_secs: float = 60.0,
         options: Any = None,
     ) -> None:
-        from registry_client import HttpOptions, RetryPolicy, parse_reference
+        from registry_client._options import HttpOptions, RetryPolicy
+        from registry_client._reference import parse_reference
 
         if not references:
             raise ValueError("a registry follower needs at least one model reference")
         if retention < 1:
             raise ValueError("retention must be at least 1")
-        self.manager = manager
+        self.target = target
         self.uri = registry_uri
         self.references = tuple(parse_reference(r) for r in references)
         self.deployment = deployment
@@ -86,23 +117,9 @@ class RegistryFollower:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, manager: ModelManager, deployment: str
-    ) -> RegistryFollower:
-        assert settings.registry is not None
-        return cls(
-            manager,
-            settings.registry,
-            settings.registry_models,
-            deployment=deployment,
-            poll_secs=settings.registry_poll_secs,
-            retention=settings.registry_retention,
-        )
-
     @property
     def repository(self) -> Path:
-        return self.manager.repository
+        return self.target.repository
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -118,7 +135,7 @@ class RegistryFollower:
             raise RuntimeError("registry follower already started")
         self._state = self._read_state()
         for name, versions in self._targets().items():
-            self.manager.pin_versions(name, versions)  # until the registry answers
+            self.target.hold(name, versions)  # until the registry answers
         try:
             reachable = await self.sync()
         except Exception:  # serve what is on disk; the background rounds retry
@@ -143,7 +160,7 @@ class RegistryFollower:
                     log.warning("could not clear pin of '%s': %s", self.deployment, exc)
             await registry.aclose()
 
-    async def __aenter__(self) -> RegistryFollower:
+    async def __aenter__(self) -> Follower:
         await self.start()
         return self
 
@@ -178,7 +195,8 @@ class RegistryFollower:
         and retried at the poll interval without holding up the others. Models whose
         reference could not be resolved keep serving what they served.
         """
-        from registry_client import NetworkError, Puller, RegistryError
+        from registry_client._errors import NetworkError, RegistryError
+        from registry_client._pull import Puller
 
         reachable = True
         registry = await self._open()
@@ -205,7 +223,8 @@ class RegistryFollower:
         return reachable
 
     async def _open(self) -> Any:
-        from registry_client import RegistryError, open_registry
+        from registry_client._errors import RegistryError
+        from registry_client._open import open_registry
 
         if self._registry is None:
             try:
@@ -229,18 +248,17 @@ class RegistryFollower:
         """Serve ``versions`` of ``name``; the old versions serve until the new ones are warm."""
         if self._switched.get(name) == versions:
             return  # nothing moved (an unload through the API is left alone)
-        serving = tuple(int(v) for v in self.manager.ready_versions(name))
+        serving = self.target.serving(name)
         if self._failed.get(name) == versions:
             return  # already failed to load; try again when the reference moves
-        self.manager.pin_versions(name, versions)
         self._pin(extra={name: versions})  # both old and new are in use during the switch
         try:
-            await self.manager.load(name, _internal=True)
-        except SluiceError as exc:
+            await self.target.follow(name, versions)
+        except LoadRefused as exc:
             self._failed[name] = versions
-            now = tuple(int(v) for v in self.manager.ready_versions(name))
+            now = self.target.serving(name)
             if now:  # keep later loads (poll mode, the API) on what still serves
-                self.manager.pin_versions(name, now)
+                self.target.hold(name, now)
             kept = f"; version {', '.join(map(str, now))} keeps serving" if now else ""
             log.error("model '%s': %s%s", name, exc.message, kept)
             self._pin()
@@ -256,7 +274,7 @@ class RegistryFollower:
                 was,
             )
         self._pin()
-        keep = set(versions) | {int(v) for v in self.manager.ready_versions(name)}
+        keep = set(versions) | set(self.target.serving(name))
         await asyncio.get_running_loop().run_in_executor(None, self._prune, name, keep)
 
     # -- retention -------------------------------------------------------------------
@@ -267,13 +285,16 @@ class RegistryFollower:
         Only versions the Puller installed (with ``lineage.json``) are candidates; a
         version directory put there by hand is never deleted.
         """
-        from registry_client import remove_version
-        from serving.repository import scan_model_dir
+        from registry_client._pull import remove_version
 
         model_dir = self.repository / name
         if not model_dir.is_dir():
             return
-        on_disk = scan_model_dir(model_dir).versions
+        on_disk = sorted(
+            int(entry.name)
+            for entry in model_dir.iterdir()
+            if entry.name.isascii() and entry.name.isdigit() and entry.is_dir()
+        )
         protected = keep | set(on_disk[-self.retention :])
         for version in on_disk:
             if version in protected or not (model_dir / str(version) / LINEAGE_FILE).is_file():
@@ -289,7 +310,7 @@ class RegistryFollower:
 
     @staticmethod
     def _is_local(registry: Any) -> bool:
-        from registry_client import LocalRegistry
+        from registry_client._local import LocalRegistry
 
         return isinstance(registry, LocalRegistry)
 
@@ -300,7 +321,7 @@ class RegistryFollower:
             return
         models: dict[str, set[int]] = {}
         for name in self.names:
-            in_use = {int(v) for v in self.manager.ready_versions(name)}
+            in_use = set(self.target.serving(name))
             in_use |= set((extra or {}).get(name, ()))
             if in_use:
                 models[name] = in_use
