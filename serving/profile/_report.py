@@ -46,6 +46,11 @@ def _row(point: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _load_value(point: dict[str, Any]) -> float:
+    load = point["load"]
+    return float(load.get("concurrency", load.get("rate", 0)))
+
+
 def write_csv(points: list[dict[str, Any]], path: Path) -> Path:
     rows = [_row(p) for p in points]
     with path.open("w", newline="") as handle:
@@ -72,8 +77,8 @@ def print_table(report: dict[str, Any], console: Any) -> None:
 
 
 def write_png(report: dict[str, Any], path: Path) -> Path | None:
-    """p99 against throughput, one line per configuration, the SLO drawn; None without
-    matplotlib."""
+    """p99 against throughput, one line per configuration joining its loads in order, the
+    SLO drawn; None without matplotlib."""
     try:
         import matplotlib
 
@@ -90,7 +95,7 @@ def write_png(report: dict[str, Any], path: Path) -> Path | None:
         )  # fmt: skip
         groups.setdefault(key, []).append(point)
     for label, points in groups.items():
-        points = sorted(points, key=lambda p: p["throughput"])
+        points = sorted(points, key=lambda p: (p["load"]["mode"], _load_value(p)))
         ax.plot([p["throughput"] for p in points], [p["latency_ms"]["p99"] for p in points],
                 marker="o", label=label)  # fmt: skip
     slo = report.get("slo_p99_ms")
