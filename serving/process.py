@@ -14,7 +14,7 @@ import logging
 import math
 import socket
 from collections.abc import Coroutine, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,6 +25,9 @@ from starlette.routing import Route
 from serving import tls
 from serving.http.protocol import ConnectionLimits, protocol_class
 from serving.settings import Settings
+
+if TYPE_CHECKING:
+    from serving.http.raw_route import RawRoutes
 
 __all__ = ["bind", "configure_logging", "http_server", "metrics_app", "run_loop"]
 
@@ -72,15 +75,18 @@ class _Server(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, settings: Settings) -> uvicorn.Server:
+def http_server(
+    app: Any, settings: Settings, raw_routes: RawRoutes | None = None
+) -> uvicorn.Server:
     """A uvicorn server for ``app`` with Sluice's HTTP protocol, limits and TLS; it serves
-    sockets from ``bind`` (``server.serve(sockets=[...])``)."""
+    sockets from ``bind`` (``server.serve(sockets=[...])``). ``raw_routes``: the hot routes
+    the protocol answers itself, ahead of ``app`` (``serving.http.raw_route``)."""
     # Under --workers N a worker drains within the bound the supervisor holds it to.
     drain = math.ceil(settings.drain_timeout_secs) if settings.workers > 1 else None
     config = uvicorn.Config(
         app,
         loop="none",
-        http=protocol_class(ConnectionLimits.from_settings(settings)),
+        http=protocol_class(ConnectionLimits.from_settings(settings), raw_routes),
         lifespan="off",
         access_log=False,
         log_level=settings.log_level,

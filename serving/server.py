@@ -20,6 +20,7 @@ from serving.core import InferenceCore
 from serving.grpc import GrpcServer
 from serving.http.app import create_app
 from serving.http.auth import protect_api, protect_metrics
+from serving.http.raw_route import RawRoutes
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.process import bind, configure_logging, http_server, metrics_app, run_loop
@@ -102,7 +103,9 @@ async def serve(settings: Settings, worker: Supervised | None = None) -> None:
     metrics_sock = bind(settings.host, settings.metrics_port) if worker is None else None
     # --auth-token-file / --jwt-jwks; with neither, the apps are served bare
     auth = Authenticator.from_settings(settings)
-    api_server = http_server(protect_api(create_app(core), auth), settings)
+    # infer, live and ready answered inside the protocol (serving.http.raw_route)
+    raw_routes = RawRoutes(core, auth)
+    api_server = http_server(protect_api(create_app(core), auth), settings, raw_routes)
     scrape_app: Any = metrics_app(metrics)
     if settings.metrics_auth:
         scrape_app = protect_metrics(scrape_app, auth)

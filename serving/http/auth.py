@@ -19,7 +19,14 @@ from serving.errors import ErrorCode, SluiceError
 from serving.http.infer_route import ASGIApp, Receive, Send, error_parts
 from serving.http.infer_route import Scope as AsgiScope
 
-__all__ = ["HTTP_OPERATIONS", "BearerAuth", "http_operation", "protect_api", "protect_metrics"]
+__all__ = [
+    "HTTP_OPERATIONS",
+    "BearerAuth",
+    "http_operation",
+    "protect_api",
+    "protect_metrics",
+    "refusal_parts",
+]
 
 _M = "/v2/models/{model}"
 _MV = _M + "/versions/{version}"
@@ -40,6 +47,8 @@ HTTP_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("GET", _MV + "/config", "ModelConfig"),
     ("GET", _M + "/stats", "ModelStatistics"),
     ("GET", _MV + "/stats", "ModelStatistics"),
+    ("GET", _M + "/traffic", "TrafficShow"),
+    ("POST", _M + "/traffic", "TrafficSet"),
     ("POST", _M + "/infer", "ModelInfer"),
     ("POST", _MV + "/infer", "ModelInfer"),
     ("POST", "/v2/repository/index", "RepositoryIndex"),
@@ -105,7 +114,9 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-async def _refuse(exc: SluiceError, send: Send) -> None:
+def refusal_parts(exc: SluiceError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and headers (with the RFC 6750 challenge) refusing a request; shared
+    with the raw protocol route (``serving.http.raw_route``)."""
     status, body, headers = error_parts(exc)
     if exc.code is ErrorCode.UNAUTHENTICATED:
         challenge = 'Bearer realm="sluice"'
@@ -115,6 +126,11 @@ async def _refuse(exc: SluiceError, send: Send) -> None:
     elif exc.code is ErrorCode.PERMISSION_DENIED:
         headers.append((b"www-authenticate", b'Bearer realm="sluice", error="insufficient_scope"'))
     headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return status, body, headers
+
+
+async def _refuse(exc: SluiceError, send: Send) -> None:
+    status, body, headers = refusal_parts(exc)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -18,7 +18,7 @@ from serving.errors import InvalidArgument, PayloadTooLarge, SluiceError
 from serving.http import request_codec, response_codec
 from serving.http.errors import status_for
 
-__all__ = ["InferRoute", "error_parts", "read_body"]
+__all__ = ["INFER_PATH", "InferRoute", "error_parts", "infer_answer", "read_body"]
 
 log = logging.getLogger("sluice.http")
 
@@ -28,7 +28,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
 def error_parts(exc: SluiceError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -90,7 +90,7 @@ class InferRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            match = _PATH.match(scope["path"])
+            match = INFER_PATH.match(scope["path"])
             if match is not None:
                 await self._infer(scope, receive, send, match.group(1), match.group(2) or "")
                 return
@@ -120,25 +120,34 @@ class InferRoute:
     async def _answer(
         self, name: str, version: str, headers: dict[str, str], body: bytes
     ) -> tuple[bytes, dict[str, str]]:
-        core = self.core
-        raw = headers.get("inference-header-content-length")
-        header_length = None if raw is None else request_codec.parse_header_length(raw)
-        raw_input = core.raw_input(name, version) if header_length == 0 else None
-        infer_request = request_codec.decode_infer_request(
-            body,
-            model_name=name,
-            model_version=version,
-            content_type=headers.get("content-type"),
-            header_length=header_length,
-            raw_input=raw_input,
-        )
-        response = await core.infer(infer_request)
-        payload, out_headers = response_codec.encode_infer_response(
-            response, infer_request, accept=headers.get("accept")
-        )
-        accept_encoding = headers.get("accept-encoding")
-        if accept_encoding:
-            payload, encoding = response_codec.encode_body(payload, accept_encoding)
-            if encoding:
-                out_headers["Content-Encoding"] = encoding
-        return payload, out_headers
+        return await infer_answer(self.core, name, version, headers, body)
+
+
+async def infer_answer(
+    core: InferenceCore, name: str, version: str, headers: Mapping[str, str], body: bytes
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers answering one infer request; ``headers`` have lower-case names.
+
+    Shared by this ASGI route and the raw protocol route (``serving.http.raw_route``).
+    """
+    raw = headers.get("inference-header-content-length")
+    header_length = None if raw is None else request_codec.parse_header_length(raw)
+    raw_input = core.raw_input(name, version) if header_length == 0 else None
+    infer_request = request_codec.decode_infer_request(
+        body,
+        model_name=name,
+        model_version=version,
+        content_type=headers.get("content-type"),
+        header_length=header_length,
+        raw_input=raw_input,
+    )
+    response = await core.infer(infer_request, headers)
+    payload, out_headers = response_codec.encode_infer_response(
+        response, infer_request, accept=headers.get("accept")
+    )
+    accept_encoding = headers.get("accept-encoding")
+    if accept_encoding:
+        payload, encoding = response_codec.encode_body(payload, accept_encoding)
+        if encoding:
+            out_headers["Content-Encoding"] = encoding
+    return payload, out_headers

@@ -13,7 +13,9 @@ would hold the connection, and every body byte it sent, for ever. This protocol 
 - a cap on open connections: a connection beyond it is answered 503 at once;
 - a cap on request body bytes held across all connections: the request whose body
   crosses it is answered 503 with ``Retry-After``. A request holds its body bytes from
-  their arrival until its response is sent (or its connection is gone).
+  their arrival until its response is sent (or its connection is gone);
+- a cap on one request's line and headers (``max_header_bytes``): past it the request is
+  answered 431, so a client cannot make the parser buffer a header without end.
 
 A refused request is answered from here, through the one error table, with
 ``Connection: close``; the application's task for it, if any, sees a disconnect. The
@@ -29,10 +31,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serving.errors import Overloaded, RequestTimeout, SluiceError
+from serving.errors import Overloaded, PayloadTooLarge, RequestTimeout, SluiceError
 from serving.http.infer_route import error_parts
 
 if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from serving.http.raw_route import RawRoutes
     from serving.settings import Settings
 
 __all__ = ["BufferBudget", "ConnectionLimits", "HttpProtocol", "protocol_class"]
@@ -66,6 +71,7 @@ class ConnectionLimits:
     body_timeout: float
     max_connections: int
     max_buffered_bytes: int
+    max_header_bytes: int = 64 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
@@ -77,15 +83,23 @@ class ConnectionLimits:
         )
 
 
-def protocol_class(limits: ConnectionLimits) -> type[HttpProtocol]:
-    """A protocol class for one server: its limits, and its own budget of body bytes."""
-    attrs = {"limits": limits, "budget": BufferBudget(limits.max_buffered_bytes)}
+def protocol_class(
+    limits: ConnectionLimits, raw_routes: RawRoutes | None = None
+) -> type[HttpProtocol]:
+    """A protocol class for one server: its limits, its own budget of body bytes, and the
+    routes it answers itself instead of the ASGI app (``serving.http.raw_route``)."""
+    attrs = {
+        "limits": limits,
+        "budget": BufferBudget(limits.max_buffered_bytes),
+        "raw_routes": raw_routes,
+    }
     return type("HttpProtocol", (HttpProtocol,), attrs)
 
 
 class HttpProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits]
     budget: ClassVar[BufferBudget]
+    raw_routes: ClassVar[RawRoutes | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,6 +110,8 @@ class HttpProtocol(HttpToolsProtocol):
         self._headers_done = False
         self._held = 0  # body bytes of this connection counted in the budget
         self._refused = False
+        self._header_bytes = 0  # this request's line and headers, as parsed
+        self._header_chunks = 0  # bytes of reads that fell wholly inside its headers
 
     # -- the connection ------------------------------------------------------------------
 
@@ -111,11 +127,17 @@ class HttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering: read and drop
+        mid_headers = self._in_message and not self._headers_done
         super().data_received(data)
         if self._refused or self.transport.is_closing():
             return
         if self._in_message:
             if not self._headers_done:
+                if mid_headers:  # httptools buffers a header until it ends: count it here
+                    self._header_chunks += len(data)
+                    self._check_header_size(self._header_chunks)
+                    if self._refused:
+                        return
                 self._arm_header_timer()
             elif self._body_timer is None:
                 self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
@@ -137,6 +159,21 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_message = True
         self._headers_done = False
+        self._header_bytes = self._header_chunks = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self._refused:
+            return
+        self._header_bytes += len(url)
+        self._check_header_size(self._header_bytes)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refused:
+            return
+        self._header_bytes += len(name) + len(value) + 4
+        self._check_header_size(self._header_bytes)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -173,12 +210,31 @@ class HttpProtocol(HttpToolsProtocol):
         if not self._in_message:
             self._release()
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # uvicorn starts each request here, pipelined ones when their turn comes; a raw
+        # route answers from the same cycle, so every limit above applies to it unchanged.
+        routes = self.raw_routes
+        if routes is not None and app is self.app:  # not uvicorn's own 503 app
+            answer = routes.handle(cycle)
+            if answer is not None:
+                task = self.loop.create_task(answer)
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+                return
+        super()._start_asgi_task(cycle, app)
+
     # -- limits --------------------------------------------------------------------------
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
             timeout = self.limits.header_timeout
             self._header_timer = self.loop.call_later(timeout, self._headers_late)
+
+    def _check_header_size(self, size: int) -> None:
+        limit = self.limits.max_header_bytes
+        if size > limit and not self._refused:
+            error = PayloadTooLarge(f"request line and headers exceed the limit of {limit} bytes")
+            self._refuse(error, status=431)
 
     def _headers_late(self) -> None:
         self._header_timer = None
@@ -206,8 +262,9 @@ class HttpProtocol(HttpToolsProtocol):
             timeout = self.limits.body_timeout
             self._refuse(RequestTimeout(f"request body not received within {timeout:g} s"))
 
-    def _refuse(self, exc: SluiceError) -> None:
-        """Answer ``exc`` in place of the application, then linger and close."""
+    def _refuse(self, exc: SluiceError, status: int | None = None) -> None:
+        """Answer ``exc`` in place of the application (with ``status`` in place of the error
+        table's, where HTTP has a closer one), then linger and close."""
         self._refused = True
         for timer in (self._header_timer, self._body_timer):
             if timer is not None:
@@ -221,8 +278,8 @@ class HttpProtocol(HttpToolsProtocol):
                 return
             cycle.disconnected = True  # the application's sends go nowhere from now on
             cycle.message_event.set()
-        status, body, headers = error_parts(exc)
-        head = [STATUS_LINE[status]]
+        table_status, body, headers = error_parts(exc)
+        head = [STATUS_LINE[status or table_status]]
         headers += [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
