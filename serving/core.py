@@ -6,9 +6,8 @@ no serving logic of their own.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from serving import __version__
@@ -17,7 +16,6 @@ from serving.datatypes import by_name
 from serving.errors import InvalidArgument
 from serving.manager import ModelManager
 from serving.metrics import Metrics
-from serving.model import ModelVersion
 from serving.router import Router
 from serving.settings import Settings
 from serving.shared_memory import (
@@ -26,6 +24,7 @@ from serving.shared_memory import (
     output_references,
     reference,
 )
+from serving.traffic import TrafficController, TrafficSplit
 from serving.types import UNRESOLVED, InferRequest, InferResponse, RawInputSpec
 
 __all__ = ["EXTENSIONS", "SHARED_MEMORY_EXTENSION", "InferenceCore"]
@@ -41,15 +40,6 @@ EXTENSIONS = (
 SHARED_MEMORY_EXTENSION = "system_shared_memory"
 
 
-def _discard_shadow(running: set[asyncio.Task[InferResponse]]) -> Callable[..., None]:
-    def done(task: asyncio.Task[InferResponse]) -> None:
-        running.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed shadow is no error of the request's
-
-    return done
-
-
 class InferenceCore:
     def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
         self.settings = settings
@@ -57,7 +47,9 @@ class InferenceCore:
         self.metrics = metrics
         # Which version answers each inference request (metadata calls ask the manager).
         self.router = Router(manager)
-        self._shadowing: set[asyncio.Task[InferResponse]] = set()
+        # Traffic splits and shadow copies: the router's policies (serving.traffic).
+        self.traffic = TrafficController(self.router, manager, metrics)
+        self._shadowing = self.traffic.tasks  # the shadow copies in flight
         # Optional observers (a data collector, a profiler): serving.observers.
         self.observers = manager.observers
         self._started = False
@@ -68,6 +60,7 @@ class InferenceCore:
 
     async def start(self) -> None:
         await self.manager.start()
+        self.traffic.sync()
         self._started = True
 
     def drain(self) -> None:
@@ -76,8 +69,7 @@ class InferenceCore:
         self.manager.drain()
 
     async def close(self) -> None:
-        for task in list(self._shadowing):
-            task.cancel()
+        await self.traffic.close()
         await self.manager.close()
         if self.shared_memory is not None:
             self.shared_memory.close()
@@ -164,27 +156,56 @@ class InferenceCore:
         if override is not None and not isinstance(override, (str, dict)):
             raise InvalidArgument("parameter 'config' must be a JSON string or object")
         await self.manager.load(name, override)
+        self.traffic.sync(name)
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)
+        self.traffic.sync(name)
+
+    # -- traffic splits (admin) ---------------------------------------------------
+
+    def traffic_show(self, name: str) -> dict[str, Any]:
+        """The split in force for ``name``, where it came from, and per-arm counts."""
+        return self.traffic.show(name)
+
+    def traffic_set(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Set (or, with an empty body, clear) the split of ``name``; returns ``traffic_show``."""
+        try:
+            split = TrafficSplit.from_json(body) if body else None
+        except ValueError as exc:
+            raise InvalidArgument(f"model '{name}': {exc}") from None
+        self.traffic.set(name, split)
+        return self.traffic.show(name)
 
     # -- inference -------------------------------------------------------------
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    @property
+    def wants_headers(self) -> bool:
+        """Whether ``infer`` may route on headers (some model has a traffic split)."""
+        return self.router.has_policies
+
+    async def infer(
+        self, request: InferRequest, headers: Mapping[str, str] | None = None
+    ) -> InferResponse:
         """Run a request: inputs in system shared memory are read first; outputs asked
         for there are written there too, and named in ``InferResponse.placed`` (the front
-        end then sends their parameters without data)."""
+        end then sends their parameters without data). ``headers``: the HTTP headers or
+        gRPC metadata (lower-case names), which a sticky traffic split may route on."""
         if request.shared_memory_inputs:
             request = self._read_shared_inputs(request)
+        if headers and self.router.has_policies:
+            request = dataclasses.replace(request, headers=headers)
         mv = self.router.route(request)
-        if self.router.has_policies:
-            self._shadow(request, mv)
+        shadowed = self.traffic.shadow(request, mv) if self.router.has_policies else None
         refs = output_references(request)
         if refs:
             if self.shared_memory is None:
                 raise disabled_error()
             self.shared_memory.check_outputs(refs)
-        response = await mv.infer(request)
+        if shadowed is None:
+            response = await mv.infer(request)
+        else:
+            response = await self.traffic.primary(shadowed, mv.infer(request))
         if refs:
             assert self.shared_memory is not None
             written = self.shared_memory.write_outputs(refs, response)
@@ -206,14 +227,6 @@ class InferenceCore:
                 inp = dataclasses.replace(inp, data=data)
             inputs.append(inp)
         return dataclasses.replace(request, inputs=tuple(inputs), shared_memory_inputs=False)
-
-    def _shadow(self, request: InferRequest, chosen: ModelVersion) -> None:
-        """Send copies of ``request`` to the versions the policy shadows it to; their
-        answers (and failures) are discarded and never hold up or fail ``request``."""
-        for version in self.router.shadows(request, chosen):
-            task = asyncio.create_task(version.infer(request))
-            self._shadowing.add(task)
-            task.add_done_callback(_discard_shadow(self._shadowing))
 
     # -- system shared memory ---------------------------------------------------
 

@@ -68,6 +68,9 @@ class InferRequest:
     parameters: Mapping[str, Any] = field(default_factory=_no_parameters)
     # Some inputs' data is UNRESOLVED: their parameters place them in system shared memory.
     shared_memory_inputs: bool = False
+    # Request headers (HTTP) or metadata (gRPC), lower-cased, that the front end passes on
+    # only when some model routes on one (a sticky traffic split): otherwise empty.
+    headers: Mapping[str, str] = field(default_factory=_no_parameters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ OPERATION_SCOPES: dict[str, Scope | None] = {
     "ModelConfig": Scope.READ,
     "ModelStatistics": Scope.READ,
     "RepositoryIndex": Scope.READ,
+    "TrafficShow": Scope.READ,  # sluice.admin: the split in force and per-arm counts
     "SystemSharedMemoryStatus": Scope.READ,
     "CudaSharedMemoryStatus": Scope.READ,
     # admin: changes what the server serves or where it reads and writes
@@ -58,6 +59,7 @@ OPERATION_SCOPES: dict[str, Scope | None] = {
     "CudaSharedMemoryUnregister": Scope.ADMIN,
     "TraceSetting": Scope.ADMIN,
     "LogSettings": Scope.ADMIN,
+    "TrafficSet": Scope.ADMIN,  # sluice.admin: which versions take a model's traffic
     # the metrics port
     "Metrics": Scope.METRICS,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from serving.cli import _client, _config, _convert, _optimize, _profile, _registry, _serve
+from serving.cli import _client, _config, _convert, _optimize, _profile, _registry, _serve, _traffic
 from serving.cli._errors import CommandError, explain, fail
 
 __all__ = ["main"]
@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sluice {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for family in (_serve, _config, _client, _registry, _convert, _optimize, _profile):
+    for family in (_serve, _config, _client, _registry, _convert, _optimize, _profile, _traffic):
         family.add_commands(sub)
     return parser
 

@@ -49,6 +49,14 @@ def _stream_request(message: bytes | pb.ModelInferRequest) -> pb.ModelInferReque
         raise InvalidArgument(f"cannot decode the ModelInferRequest: {exc}") from None
 
 
+def _metadata(context: Any) -> dict[str, str] | None:
+    """A call's text metadata, for a sticky traffic split routing on a header."""
+    if context is None:
+        return None
+    pairs = context.invocation_metadata() or ()
+    return {k.lower(): v for k, v in pairs if isinstance(v, str)}
+
+
 def _rpc(method: _Handler[_Req, _Resp]) -> _Handler[_Req, _Resp]:
     """Answer a Sluice error with its status code and message, anything else INTERNAL."""
 
@@ -109,14 +117,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # -- inference ---------------------------------------------------------
 
-    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Any = None
+    ) -> pb.ModelInferResponse:
         infer_request = codec.decode_infer_request(request)
-        response = await self.core.infer(infer_request)
+        metadata = _metadata(context) if self.core.wants_headers else None
+        response = await self.core.infer(infer_request, metadata)
         return codec.encode_infer_response(response, infer_request)
 
     @_rpc
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
-        return await self._infer(request)
+        return await self._infer(request, context)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterable[bytes | pb.ModelInferRequest], context: Any
@@ -131,7 +142,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             request = pb.ModelInferRequest()
             try:
                 request = _stream_request(message)
-                result = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                result = pb.ModelStreamInferResponse(
+                    infer_response=await self._infer(request, context)
+                )
             except Exception as exc:
                 if not isinstance(exc, SluiceError):
                     log.exception("unexpected error in ModelStreamInfer")

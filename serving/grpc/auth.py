@@ -17,18 +17,20 @@ import grpc
 from serving.auth import OPERATION_SCOPES, Authenticator, Scope
 from serving.errors import SluiceError
 from serving.grpc import grpc_service_pb2 as pb
+from serving.grpc import sluice_admin_pb2
 from serving.grpc.errors import status_for
 
 __all__ = ["AuthInterceptor", "grpc_operation"]
 
 _INFERENCE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 _HEALTH = "grpc.health.v1.Health"
+_ADMIN = sluice_admin_pb2.DESCRIPTOR.services_by_name["SluiceAdmin"].full_name
 
 
 def grpc_operation(method: str) -> str | None:
     """The operation of a full method name ("/package.Service/Method"); None if unknown."""
     service, _, name = method.lstrip("/").rpartition("/")
-    if service == _INFERENCE:
+    if service in (_INFERENCE, _ADMIN):
         return name
     if service == _HEALTH:
         return "Health" + name

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from serving.auth import Authenticator
 from serving.core import InferenceCore
 from serving.grpc import grpc_service_pb2 as pb
+from serving.grpc._admin import add_admin_to_server
 from serving.grpc._service import InferenceServicer, add_to_server
 from serving.grpc.auth import AuthInterceptor
 
@@ -65,6 +66,7 @@ class GrpcServer:
             raise RuntimeError("the gRPC server is already started")
         server = grpc.aio.server(options=self._options, interceptors=self._interceptors or None)
         add_to_server(InferenceServicer(self.core), server)
+        add_admin_to_server(self.core, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:

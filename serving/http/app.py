@@ -126,6 +126,13 @@ def create_app(core: InferenceCore) -> ASGIApp:
         core.shm_unregister(request.path_params.get("name", ""))
         return Response(status_code=200)
 
+    async def traffic_show(request: Request) -> Response:
+        return _json(core.traffic_show(request.path_params["model"]))
+
+    async def traffic_set(request: Request) -> Response:
+        body = await _json_body(request, limit)
+        return _json(core.traffic_set(request.path_params["model"], body))
+
     async def cuda_shm(request: Request) -> Response:
         raise Unsupported("CUDA shared memory is not supported by this server")
 
@@ -165,6 +172,8 @@ def create_app(core: InferenceCore) -> ASGIApp:
         Route(mv + "/config", model_config, methods=["GET"]),
         Route(m + "/stats", model_stats, methods=["GET"]),
         Route(mv + "/stats", model_stats, methods=["GET"]),
+        Route(m + "/traffic", traffic_show, methods=["GET"]),
+        Route(m + "/traffic", traffic_set, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),

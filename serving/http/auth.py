@@ -49,6 +49,8 @@ HTTP_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("GET", _MV + "/stats", "ModelStatistics"),
     ("GET", _M + "/traffic", "TrafficShow"),
     ("POST", _M + "/traffic", "TrafficSet"),
+    ("GET", _M + "/traffic", "TrafficShow"),
+    ("POST", _M + "/traffic", "TrafficSet"),
     ("POST", _M + "/infer", "ModelInfer"),
     ("POST", _MV + "/infer", "ModelInfer"),
     ("POST", "/v2/repository/index", "RepositoryIndex"),

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from serving.auth import OPERATION_SCOPES, Scope
 from serving.core import InferenceCore
 from serving.grpc import grpc_service_pb2 as pb
+from serving.grpc import sluice_admin_pb2
 from serving.grpc.auth import grpc_operation
 from serving.http.app import create_app
 from serving.http.auth import HTTP_OPERATIONS, http_operation
@@ -21,10 +22,11 @@ from serving.settings import Settings
 
 _INFERENCE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 _HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+_ADMIN = sluice_admin_pb2.DESCRIPTOR.services_by_name["SluiceAdmin"]
 
 
 def _grpc_methods() -> list[str]:
-    return [f"/{s.full_name}/{m.name}" for s in (_INFERENCE, _HEALTH) for m in s.methods]
+    return [f"/{s.full_name}/{m.name}" for s in (_INFERENCE, _HEALTH, _ADMIN) for m in s.methods]
 
 
 def _starlette_routes(tmp_path: Path) -> list[tuple[str, str]]:
@@ -83,6 +85,8 @@ def test_every_starlette_route_is_in_the_http_table(tmp_path: Path) -> None:
         ("POST", "/v2/systemsharedmemory/unregister", "SystemSharedMemoryUnregister", Scope.ADMIN),
         ("POST", "/v2/cudasharedmemory/region/r/register", "CudaSharedMemoryRegister",
          Scope.ADMIN),
+        ("GET", "/v2/models/m/traffic", "TrafficShow", Scope.READ),
+        ("POST", "/v2/models/m/traffic", "TrafficSet", Scope.ADMIN),
     ],
 )  # fmt: skip
 def test_http_requests_map_to_their_operation_and_scope(
@@ -105,3 +109,6 @@ def test_grpc_methods_scopes() -> None:
     assert OPERATION_SCOPES[grpc_operation("/grpc.health.v1.Health/Check") or ""] is None
     assert OPERATION_SCOPES[grpc_operation(f"/{service}/ServerReady") or ""] is None
     assert OPERATION_SCOPES[grpc_operation(f"/{service}/LogSettings") or ""] is Scope.ADMIN
+    admin = _ADMIN.full_name
+    assert OPERATION_SCOPES[grpc_operation(f"/{admin}/TrafficSet") or ""] is Scope.ADMIN
+    assert OPERATION_SCOPES[grpc_operation(f"/{admin}/TrafficShow") or ""] is Scope.READ
