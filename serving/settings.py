@@ -96,6 +96,13 @@ def _control_mode(text: str) -> ControlMode:
     return ControlMode(_choice(*(m.value for m in ControlMode))(text))
 
 
+def _workers(text: str) -> int:
+    """A count, or ``auto``: one worker per CPU this process may use (``serving.cpus``)."""
+    if text.strip().lower() == "auto":
+        return available_cores()
+    return _integer(text)
+
+
 _PARSERS: dict[type, Callable[[str], Any]] = {int: _integer, float: _number, str: str}
 
 
@@ -202,8 +209,10 @@ class Settings:
         False, "--allow-shared-memory", "serve the system shared memory extension (tensors in "
         "POSIX shm regions)")  # fmt: skip
     workers: int = _setting(
-        1, "--workers", "server processes sharing the HTTP and gRPC ports (serving.workers), each "
-        "with its own models and cores/N threads; not with explicit model control", metavar="N")  # fmt: skip
+        1, "--workers", "server processes (auto: one per CPU the container may use) sharing the "
+        "HTTP and gRPC ports (serving.workers), each "
+        "with its own models and cores/N threads; not with explicit model control", parse=_workers,
+        metavar="N|auto")  # fmt: skip
     # Serving from a registry (serving.registry_follower): --registry URI --model REF...
     registry: str | None = _setting(
         None, "--registry", "follow --model references in this registry: mlflow+http(s)://HOST:PORT "
