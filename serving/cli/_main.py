@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from serving.cli import _client, _config, _convert, _optimize, _profile, _registry, _serve, _traffic
+from serving.cli import (
+    _client,
+    _config,
+    _convert,
+    _drift,
+    _optimize,
+    _profile,
+    _registry,
+    _serve,
+    _traffic,
+)
 from serving.cli._errors import CommandError, explain, fail
 
 __all__ = ["main"]
@@ -27,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for family in (_serve, _config, _client, _registry, _convert, _optimize, _profile, _traffic):
         family.add_commands(sub)
+    _drift.add_commands(sub)
     return parser
 
 
