@@ -59,6 +59,9 @@ class RepositoryPoller:
                 continue
             if self._pending.get(name) != state:
                 self._pending[name] = state  # changed since the last scan: wait until it settles
+                log.info(
+                    "model %r changed on disk; it reloads once two scans see the same files", name
+                )
                 continue
             del self._pending[name]
             await self._changed(name)

@@ -6,7 +6,7 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -152,18 +152,20 @@ def test_metrics_endpoint(server: ServerProcess) -> None:
 def test_poll_mode_loads_a_version_only_after_its_copy_settles(tmp_path: Path) -> None:
     """A version is loaded only once two scans in a row see the same files.
 
-    Version 2 is copied in a few bytes at a time, so every scan during the copy sees a
-    different file: with the rule none of them tries the half-written model; without it
-    the first one would, and the failed load would show in the load-failure metric.
+    Version 2 is copied in two halves, and the second half is written only after a scan has
+    seen the first (the server logs each change it waits on). With the rule that scan waits;
+    without it, it would try the half-written model, and the failed load would show in the
+    load-failure metric. Scans are 2 s apart, so the second half lands long before the next.
     """
     repo = tmp_path / "repo"
     write_repository(repo, ["identity_fp32"])
     proc = ServerProcess(
-        repo, "--model-control-mode", "poll", "--repository-poll-secs", "1", log_dir=tmp_path
+        repo, "--model-control-mode", "poll", "--repository-poll-secs", "2", log_dir=tmp_path
     )
     failures: list[str] = []
     versions_seen: list[str] = []
     stop = threading.Event()
+    waiting = "'identity_fp32' changed on disk"
 
     def load() -> None:
         with httpx.Client(base_url=proc.http_url, timeout=30) as c:
@@ -179,25 +181,24 @@ def test_poll_mode_loads_a_version_only_after_its_copy_settles(tmp_path: Path) -
                 else:
                     versions_seen.append(r.json()["model_version"])
 
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, f"no {what} within 30 s:\n{proc.log()[-3000:]}"
+            time.sleep(0.02)
+
     try:
         thread = threading.Thread(target=load)
         thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (versions_seen or failures):
-            time.sleep(0.01)  # until the load thread has its first answer
-        # Copy version 2 in slowly, as a real copy over a slow link would: one byte every
-        # 25 ms, so the file grows between any two scans (1 s apart) and the copy (116 bytes,
-        # about 3 s) spans at least two of them.
+        wait_for(lambda: bool(versions_seen or failures), "first answer")
         data = (repo / "identity_fp32" / "1" / "model.onnx").read_bytes()
         (repo / "identity_fp32" / "2").mkdir()
         with (repo / "identity_fp32" / "2" / "model.onnx").open("wb") as f:
-            for offset in range(len(data)):
-                f.write(data[offset : offset + 1])
-                f.flush()
-                time.sleep(0.025)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not versions_seen or versions_seen[-1] != "2"):
-            time.sleep(0.1)
+            f.write(data[: len(data) // 2])
+            f.flush()
+            wait_for(lambda: waiting in proc.log(), "scan of the half-written copy")
+            f.write(data[len(data) // 2 :])
+        wait_for(lambda: bool(versions_seen) and versions_seen[-1] == "2", "switch to version 2")
         stop.set()
         thread.join()
         assert failures == []
