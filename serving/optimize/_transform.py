@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 
 from serving.convert import ToolError
+from serving.optimize._choices import LEVELS, QUANTIZE_MODES
 
 __all__ = ["LEVELS", "QUANTIZE_MODES", "graph_optimize", "quantize", "to_fp16"]
-
-LEVELS = ("basic", "extended", "all")
-QUANTIZE_MODES = ("dynamic", "static")
 
 
 def graph_optimize(onnx_bytes: bytes, level: str) -> bytes:
