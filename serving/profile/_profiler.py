@@ -26,6 +26,7 @@ from serving.profile._grid import (
     variant_config,
     write_variant,
 )
+from serving.profile._load import require_histograms
 from serving.profile._recommend import RULE, closest, recommend
 from serving.profile._report import write_csv, write_json, write_png
 from serving.profile._server import ProfiledServer
@@ -61,6 +62,7 @@ def run_profile(request: ProfileRequest, step: StepFn | None = None) -> dict[str
     Raises ``ToolError`` after writing the measurements when no point meets the SLO.
     """
     say = step or (lambda _text: None)
+    require_histograms()
     loads = [LoadPoint("closed", c) for c in request.concurrency]
     loads += [LoadPoint("open", r) for r in request.rates]
     if not loads or any(p.value <= 0 for p in loads):
