@@ -9,6 +9,7 @@ async with open_registry("mlflow+http://127.0.0.1:5000") as registry:
 ```
 """
 
+from registry_client._audit import AUDIT_FILE, AuditError, AuditLog, current_user
 from registry_client._errors import (
     AuthenticationError,
     ConflictError,
@@ -39,9 +40,12 @@ from registry_client._reference import LATEST, ModelReference, parse_reference
 from registry_client._version import FileEntry, Lineage, ModelVersion
 
 __all__ = [
+    "AUDIT_FILE",
     "LATEST",
     "LINEAGE_FILE",
     "MANIFEST_NAME",
+    "AuditError",
+    "AuditLog",
     "AuthenticationError",
     "ConflictError",
     "FileEntry",
@@ -67,6 +71,7 @@ __all__ = [
     "UnsupportedSource",
     "VerificationError",
     "build_manifest",
+    "current_user",
     "default_registry_uri",
     "open_registry",
     "parse_reference",

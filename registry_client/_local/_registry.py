@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from registry_client._audit import AuditLog
 from registry_client._errors import NotFound
 from registry_client._fsutil import atomic_write_json, fsync_dir
 from registry_client._local import _format, _gc, _pins, _search
@@ -176,6 +177,11 @@ class LocalRegistry:
     def collect_garbage(self) -> int:
         """Delete blobs no version refers to; waits for registrations adding blobs."""
         return _gc.collect_garbage(self._layout)
+
+    @property
+    def audit(self) -> AuditLog:
+        """This registry's hash-chained log of who changed what and why."""
+        return AuditLog.for_registry(self.root)
 
     # -- pins ------------------------------------------------------------------
 

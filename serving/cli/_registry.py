@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.cli._errors import CommandError, fail
+from serving.cli._governance import Governance, add_governance_options
 from serving.cli._progress import PullDisplay
 
 __all__ = ["add_commands"]
@@ -93,8 +94,14 @@ def add_commands(sub: Any) -> None:
     push.add_argument("--name", help="registered model name in MLflow (default: the same)")
     push.add_argument("--alias", action="append", default=[])
     push.add_argument("--experiment-id", default="0")
-    for p in (reg, lst, show, search, tag, alias, delete, push):
+    history = rsub.add_parser("history", help="the audit log of NAME: who changed what, when, why")
+    history.add_argument("name")
+    history.add_argument("--verify", action="store_true",
+                         help="check the whole hash chain; name the first broken record")  # fmt: skip
+    for p in (reg, lst, show, search, tag, alias, delete, push, history):
         _registry_option(p)
+    for p in (reg, tag, alias, delete, push):
+        add_governance_options(p)
 
 
 def _key_values(items: Sequence[str], flag: str) -> dict[str, str]:
@@ -158,9 +165,13 @@ def _registry(args: argparse.Namespace) -> None:
     from registry_client import LocalRegistry, MlflowRegistry, open_registry, parse_reference
 
     action = args.registry_command
+    governance = Governance(args) if hasattr(args, "events") else None
 
     async def act() -> None:
         async with open_registry(args.registry, create=action == "register") as registry:
+            if action == "history" and not isinstance(registry, LocalRegistry):
+                raise CommandError("the audit log is kept by local registries; "
+                                   "MLflow keeps its own history")  # fmt: skip
             if action in ("register", "tag", "delete") and not isinstance(registry, LocalRegistry):
                 raise CommandError(f"'registry {action}' changes a local registry; "
                                    "for MLflow use 'sluice registry push' or MLflow's own client")  # fmt: skip
@@ -174,6 +185,15 @@ def _registry(args: argparse.Namespace) -> None:
                 print(f"registered {version.name} version {version.version}")
                 for f in version.files:
                     print(f"  {f.path}  {f.size} bytes  {f.digest}")
+                assert governance is not None
+                subject = f"{version.name}:{version.version}"
+                governance.audit(registry, "register", subject, aliases=args.alias,
+                                 files=[f.path for f in version.files])  # fmt: skip
+                governance.emit("io.sluice.model.registered", subject, registry=registry.uri,
+                                model=version.name, version=version.version)  # fmt: skip
+                for name in args.alias:
+                    governance.emit("io.sluice.model.alias_moved", subject, registry=registry.uri,
+                                    model=version.name, alias=name, version=version.version)  # fmt: skip
             elif action == "list" and args.name:
                 for v in await registry.list_versions(args.name):
                     aliases = f"  @{' @'.join(v.aliases)}" if v.aliases else ""
@@ -195,9 +215,13 @@ def _registry(args: argparse.Namespace) -> None:
                 version = registry.set_tags(args.name, args.version,
                                             _key_values(args.tags, "tag"), args.remove)  # fmt: skip
                 print(" ".join(f"{k}={v}" for k, v in sorted(version.lineage.tags.items())))
+                assert governance is not None
+                governance.audit(registry, "tag", f"{args.name}:{args.version}",
+                                 set=_key_values(args.tags, "tag"), removed=args.remove)  # fmt: skip
             elif action == "alias":
                 if args.delete == (args.version is not None):
                     raise CommandError("give either VERSION or --delete")
+                previous = await _alias_target(registry, args.name, args.alias)
                 if isinstance(registry, LocalRegistry):
                     registry.set_alias(args.name, args.alias, args.version)
                 elif args.version is not None:
@@ -205,11 +229,21 @@ def _registry(args: argparse.Namespace) -> None:
                 else:
                     raise CommandError("removing an MLflow alias: use MLflow's own client")
                 print(f"{args.name}@{args.alias} -> {args.version if args.version else 'removed'}")
+                assert governance is not None
+                subject = f"{args.name}@{args.alias}"
+                governance.audit(registry, "alias", subject, version=args.version,
+                                 previous=previous)  # fmt: skip
+                governance.emit("io.sluice.model.alias_moved", subject, registry=registry.uri,
+                                model=args.name, alias=args.alias, version=args.version,
+                                previous=previous)  # fmt: skip
             elif action == "delete":
                 assert isinstance(registry, LocalRegistry)
                 dropped = registry.delete_version(args.name, args.version, force=args.force)
                 extra = f" (aliases removed: {', '.join(dropped)})" if dropped else ""
                 print(f"deleted {args.name} version {args.version}{extra}")
+                assert governance is not None
+                governance.audit(registry, "delete", f"{args.name}:{args.version}",
+                                 aliases_removed=dropped, forced=args.force)  # fmt: skip
             elif action == "push":
                 from registry_client import push_to_mlflow
 
@@ -220,6 +254,46 @@ def _registry(args: argparse.Namespace) -> None:
                         registry, parse_reference(args.ref), target,
                         name=args.name, aliases=args.alias, experiment_id=args.experiment_id,
                     )  # fmt: skip
-                print(f"pushed to {args.to}: {args.name or parse_reference(args.ref).name} version {number}")  # fmt: skip
+                pushed = args.name or parse_reference(args.ref).name
+                print(f"pushed to {args.to}: {pushed} version {number}")
+                assert governance is not None
+                governance.audit(
+                    registry, "push", args.ref, to=args.to, name=pushed, version=number
+                )
+                governance.emit("io.sluice.model.registered", f"{pushed}:{number}", registry=args.to,
+                                model=pushed, version=number, source=args.ref)  # fmt: skip
+            elif action == "history":
+                assert isinstance(registry, LocalRegistry)
+                _history(registry, args.name, args.verify)
 
     _run_registry(act)
+    if governance is not None:
+        governance.deliver()
+
+
+async def _alias_target(registry: Any, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at now (None when unset or the model is unknown)."""
+    from registry_client import LocalRegistry, RegistryError, parse_reference
+
+    try:
+        if isinstance(registry, LocalRegistry):
+            return registry.find(parse_reference(f"models:/{name}@{alias}")).version
+        return (await registry.resolve(parse_reference(f"models:/{name}@{alias}"))).version
+    except RegistryError:
+        return None
+
+
+def _history(registry: Any, name: str, verify: bool) -> None:
+    from registry_client import AuditError
+
+    log = registry.audit
+    if verify:
+        try:
+            count = log.verify()
+        except AuditError as exc:
+            raise CommandError(f"audit log {log.path}: {exc}") from None
+        print(f"audit log {log.path}: {count} record(s), the chain is intact")
+    for r in log.history(name):
+        why = f'  "{r["message"]}"' if r.get("message") else ""
+        details = json.dumps(r.get("details") or {}, sort_keys=True)
+        print(f"{r['seq']:>4}  {r['time']}  {r['user']:<12} {r['action']:<9} {r['subject']}{why}  {details}")  # fmt: skip

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.monitoring._audit import AuditError, AuditLog
+from registry_client._audit import AuditError, AuditLog
 
 
 def _log(tmp_path: Path) -> AuditLog:
@@ -57,7 +57,7 @@ def test_rewriting_a_record_with_a_fresh_hash_still_breaks_the_next(tmp_path: Pa
     lines = log.path.read_text().splitlines()
     record = json.loads(lines[0])
     record["user"] = "mallory"
-    from serving.monitoring._audit import _digest
+    from registry_client._audit import _digest
 
     record["hash"] = _digest(record)
     lines[0] = json.dumps(record)

@@ -5,6 +5,9 @@ and its own (``hash``, over the canonical JSON of every other field), so editing
 removing or reordering a record breaks the chain at that record; ``verify`` names
 the first broken one. Appends take an exclusive ``flock``, so concurrent writers
 (two CLI runs, a server) chain correctly.
+
+It lives in the registry client because a registry follower (which imports nothing of
+``serving``) records deployments in it; ``LocalRegistry.audit`` is a registry's log.
 """
 
 from __future__ import annotations
@@ -104,11 +107,12 @@ class AuditLog:
                     yield json.loads(line)
 
     def history(self, subject: str | None = None) -> list[dict[str, Any]]:
-        """Records about ``subject`` (a model name; ``name:...`` subjects included)."""
+        """Records about ``subject`` (a model name: its ``name:VERSION`` and
+        ``name@ALIAS`` subjects included)."""
         out = []
         for r in self.records():
             s = str(r.get("subject", ""))
-            if subject is None or s == subject or s.startswith(subject + ":"):
+            if subject is None or s == subject or s.startswith((subject + ":", subject + "@")):
                 out.append(r)
         return out
 
