@@ -49,7 +49,7 @@ class ManagerTarget:
         target = self._target(name, versions)
         if held is not None and not held.serve:
             target = dataclasses.replace(target, serve=False)  # unloaded on purpose: stays so
-        self.manager.desired = self.manager.desired.with_target(target)
+        self.manager.hold(target)
 
     async def follow(self, name: str, versions: tuple[int, ...]) -> None:
         from registry_client import LoadRefused

@@ -44,6 +44,10 @@ class Supervised(Protocol):
 
     def ready(self) -> None: ...
 
+    def follow_desired(self, manager: ModelManager) -> None:
+        """Share API loads/unloads with every worker (serving.desired_sync)."""
+        ...
+
 
 def _describe_runtime() -> str:
     from serving.batching import IMPLEMENTATION as batching
@@ -91,6 +95,8 @@ async def serve(settings: Settings, worker: Supervised | None = None) -> None:
     metrics = Metrics()
     manager = ModelManager(settings, metrics)
     core = InferenceCore(settings, manager, metrics)
+    if worker is not None:  # a load/unload through the API reaches every worker
+        worker.follow_desired(manager)
     # --collect / --events (serving.monitoring): the collector observes every version
     monitoring = await _start_monitoring(settings, core, metrics)
     # --registry: pull and follow --model references (serving.following)

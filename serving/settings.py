@@ -211,9 +211,8 @@ class Settings:
     workers: int = _setting(
         1, "--workers", "server processes (auto: one per CPU the container may use) sharing the "
         "HTTP and gRPC ports (serving.workers), each "
-        "with its own models and cores/N threads; not with explicit model control", parse=_workers,
-        metavar="N|auto")  # fmt: skip
-    # Serving from a registry (serving.registry_follower): --registry URI --model REF...
+        "with its own models and cores/N threads", parse=_workers, metavar="N|auto")  # fmt: skip
+    # Serving from a registry (serving.following): --registry URI --model REF...
     registry: str | None = _setting(
         None, "--registry", "follow --model references in this registry: mlflow+http(s)://HOST:PORT "
         "or a local registry directory (with --model: default $SLUICE_REGISTRY, else "
@@ -301,12 +300,6 @@ class Settings:
             raise ValueError("--inline-execution-us must not be negative")
         if self.workers < 1:
             raise ValueError(f"--workers {self.workers} must be at least 1")
-        if self.workers > 1 and self.model_control_mode is ControlMode.EXPLICIT:
-            raise ValueError(
-                "--workers above 1 cannot run with --model-control-mode explicit: each worker "
-                "has its own models, and a load or unload through the API would reach only the "
-                "worker that got the request; use poll mode, or one worker"
-            )
         self._check_registry()
         self._check_security()
         self._check_monitoring()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from serving.desired_sync import DesiredRelay
 from serving.process import bind, configure_logging, http_server, metrics_app, run_loop
 from serving.settings import Settings
 
@@ -129,6 +130,25 @@ class WorkerLink:
         self.index = index
         self.join_when_ready = join_when_ready
         self._conn = conn
+        self._desired: Any = None  # serving.desired_sync.WorkerDesiredState, once serving
+        self._early: list[tuple[Any, ...]] = []  # desired-state messages before that
+
+    def follow_desired(self, manager: Any) -> None:
+        """Send this worker's API load/unload targets to the supervisor and apply the
+        ones it relays (serving.desired_sync)."""
+        from serving.desired_sync import WorkerDesiredState
+
+        self._desired = WorkerDesiredState(manager, self.index, self._send)
+        # What the supervisor sent before this worker started (earlier API calls) is
+        # already in the pipe: take it now, so the first load keeps to it.
+        with contextlib.suppress(EOFError, OSError):
+            while self._conn.poll():
+                message = self._conn.recv()
+                if message[0] == "desired":
+                    self._early.append(message)
+        early, self._early = self._early, []
+        for message in early:
+            self._desired.relayed(*message[1:])
 
     def listening(self, http_port: int, grpc_port: int) -> None:
         self._send(("listening", http_port, grpc_port))
@@ -145,7 +165,12 @@ class WorkerLink:
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            self._conn.recv()  # the supervisor sends nothing: this is end-of-file
+            message = self._conn.recv()  # relayed desired state, or end-of-file
+            if message[0] == "desired":
+                if self._desired is None:
+                    self._early.append(message)
+                else:
+                    self._desired.relayed(*message[1:])
         except (EOFError, OSError):
             loop.remove_reader(self._conn.fileno())
             log.warning("the supervisor is gone; shutting down")
@@ -206,6 +231,7 @@ class Supervisor:
         self._kill_timer: asyncio.TimerHandle | None = None
         self._started = asyncio.Event()  # every worker listens, or the start failed
         self._exited = asyncio.Event()  # stopping, and no worker runs
+        self._relay = DesiredRelay()  # API loads/unloads, to every worker
 
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT; 0 when every worker drained and exited."""
@@ -299,6 +325,8 @@ class Supervisor:
         )
         process.start()
         child.close()
+        for kept in self._relay.backlog():  # what earlier API calls asked of every worker
+            parent.send(kept)
         slot.process, slot.conn, slot.started_at = process, parent, time.monotonic()
         slot.listening = slot.ready = False
         loop.add_reader(parent.fileno(), self._on_message, slot)
@@ -317,6 +345,12 @@ class Supervisor:
             slot.listening = True
             if all(s.listening for s in self._slots):
                 self._started.set()
+        elif message[0] == "desired":  # an API load/unload: every worker applies it
+            relayed = self._relay.received(slot.index, message[1], message[2])
+            for other in self._slots:
+                if other.conn is not None and other.process is not None:
+                    with contextlib.suppress(OSError):
+                        other.conn.send(relayed)
         elif message[0] == "ready":
             slot.ready = True
             pid = slot.process.pid if slot.process is not None else 0

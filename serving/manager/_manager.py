@@ -21,7 +21,7 @@ from serving.desired_state import DesiredState, ModelTarget, Source
 from serving.errors import InvalidArgument, NotFound, SluiceError, Unavailable, Unsupported
 from serving.manager._loader import RuntimeFactory, VersionLoader
 from serving.manager._poller import RepositoryPoller
-from serving.manager._reconciler import Reconciler
+from serving.manager._reconciler import LifecycleListener, Reconciler
 from serving.manager._records import READY, UNAVAILABLE, LoadFailed, ModelRecord
 from serving.metrics import Metrics
 from serving.model import ModelVersion
@@ -51,13 +51,17 @@ class ModelManager:
         self.desired = DesiredState()
         self._records: dict[str, ModelRecord] = {}
         self._loader = VersionLoader(settings, metrics, self.observers, runtime_factory)
+        self._loader.models = self.get  # what a Python model's BLS call or an ensemble reaches
         self._reconciler = Reconciler(self._loader, metrics, settings.drain_timeout_secs)
         self._poller = RepositoryPoller(
             self.repository, self._records, self._reconcile_quietly, self._retire
         )
         self._poll_task: asyncio.Task[None] | None = None
+        self.started = False  # start() has begun: targets from now on are reconciled
         # Told about each target set through the repository API (--workers N broadcasts it).
         self.api_listeners: list[TargetListener] = []
+        # Told as versions load, fail to load and unload (serving.monitoring's events).
+        self.lifecycle_listeners: list[LifecycleListener] = self._reconciler.listeners
 
     @property
     def repository(self) -> Path:
@@ -68,6 +72,8 @@ class ModelManager:
     async def start(self) -> None:
         from serving.repository import scan_repository
 
+        self._loader.loop = asyncio.get_running_loop()
+        self.started = True
         mode = self.settings.model_control_mode
         if mode is ControlMode.EXPLICIT:
             names = list(self.settings.load_models)
@@ -75,6 +81,8 @@ class ModelManager:
                 names = sorted(scan_repository(self.repository))
         else:
             names = sorted(scan_repository(self.repository))
+        # and whatever the desired state already asks for (held before the start)
+        names += sorted(n for n, t in self.desired.models.items() if t.serve and n not in names)
         for name in names:
             await self._reconcile_quietly(name)
         if mode is ControlMode.POLL:
@@ -181,12 +189,19 @@ class ModelManager:
         the intent for the next load (a registry follower before the first load).
         Raises what the load raises; what was serving keeps serving then.
         """
+        if not self.hold(target):
+            return False
+        if reconcile:
+            await self._reconcile(target.name)
+        return True
+
+    def hold(self, target: ModelTarget) -> bool:
+        """Record ``target`` as the intent without loading anything now: the next load of
+        the model (or ``start``) keeps to it. False for a duplicate or late delivery."""
         held = self.desired.target(target.name)
         if target.generation > 0 and not target.newer_than(held):
             return False
         self.desired = self.desired.with_target(target)
-        if reconcile:
-            await self._reconcile(target.name)
         return True
 
     async def _reconcile(self, name: str) -> None:
@@ -243,10 +258,10 @@ class ModelManager:
     async def unload(self, name: str) -> None:
         """The repository API's unload."""
         self._explicit_only()
-        if name not in self._records:
-            if (self.repository / name).is_dir():
-                return  # known but not loaded: nothing to do
+        if name not in self._records and not (self.repository / name).is_dir():
             raise NotFound(f"unknown model '{name}'")
+        # Known but not loaded here: nothing to retire, but the intent still counts (other
+        # workers of --workers N may serve it).
         held = self.desired.target(name) or ModelTarget(name)
         await self._apply_from_api(
             dataclasses.replace(held, source=Source.API, serve=False, config=None, generation=0)

@@ -248,16 +248,6 @@ def _serve(repository: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=_PATIENCE_SECS)
 
 
-def test_explicit_model_control_is_refused_with_workers(workers_repository: Path) -> None:
-    done = _serve(workers_repository, "--workers", "2", "--model-control-mode", "explicit")
-    assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == (
-        "sluice: error: --workers above 1 cannot run with --model-control-mode explicit: each "
-        "worker has its own models, and a load or unload through the API would reach only the "
-        "worker that got the request; use poll mode, or one worker"
-    )
-
-
 def test_a_port_in_use_fails_loudly_with_workers(
     workers_repository: Path, workers_server: ServerProcess
 ) -> None:

@@ -32,9 +32,9 @@ def test_each_worker_gets_its_share_of_the_cores_and_the_shared_ports(
     assert mine.metrics_port == settings.metrics_port
 
 
-def test_workers_are_refused_with_explicit_model_control(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--workers above 1 cannot run with --model-control-mode"):
-        _settings(tmp_path, workers=2, model_control_mode=ControlMode.EXPLICIT)
+def test_workers_run_in_every_model_control_mode(tmp_path: Path) -> None:
+    # explicit mode too: API loads and unloads reach every worker (serving.desired_sync)
+    assert _settings(tmp_path, workers=2, model_control_mode=ControlMode.EXPLICIT).workers == 2
     with pytest.raises(ValueError, match="--workers 0 must be at least 1"):
         _settings(tmp_path, workers=0)
     assert _settings(tmp_path, workers=1, model_control_mode=ControlMode.EXPLICIT).workers == 1
