@@ -43,7 +43,13 @@ def _row(point: dict[str, Any]) -> dict[str, Any]:
         if point["peak_rss_bytes"] is None
         else round(point["peak_rss_bytes"] / _MIB, 1),
         "batch_sizes": " ".join(f"{k}:{v}" for k, v in point["batch_sizes"].items()),
+        "server_queue_ms": _ms(point.get("server", {}).get("queue_ms")),
+        "server_compute_infer_ms": _ms(point.get("server", {}).get("compute_infer_ms")),
     }
+
+
+def _ms(value: float | None) -> float | str:
+    return "" if value is None else round(value, 3)
 
 
 def _load_value(point: dict[str, Any]) -> float:

@@ -2,10 +2,12 @@
 
 Per point: throughput, latency percentiles from an HDR histogram (open loop from the
 intended send time, so no coordinated omission), errors, the server's CPU (cores) and
-peak RSS from /proc, and the batch sizes the server executed (the statistics endpoint's
-``batch_stats``, counted before and after the point). The warm-up is a run of its own
-before the counts are taken, so every request of the measured run (each one row) is in
-the batch counts, and nothing else is.
+peak RSS from /proc, and from the statistics endpoint, read before and after the point:
+the batch sizes the server executed (``batch_stats``) and the server-side split of a
+request's time (``inference_stats``: queue, compute input / infer / output, the whole
+request), as means per request and per execution of each batch size. The warm-up is a run
+of its own before the counts are taken, so every request of the measured run (each one
+row) is in the counts, and nothing else is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from serving.profile._load import HttpSender, LoadSpec, drive, summarize_values
 from serving.profile._requests import infer_requests
 from serving.profile._resources import ResourceSample, ResourceWindow
 
-__all__ = ["Target", "measure_point"]
+__all__ = ["SERVER_PHASES", "ServerCounters", "Target", "measure_point", "server_split"]
 
 REQUESTS_ENCODED = 256
 ProgressFn = Callable[[float, int, int], None]
@@ -41,16 +43,66 @@ class Target:
     batched: bool
 
 
-def batch_histogram(url: str, model: str) -> dict[int, int]:
-    """Executions per batch size so far (the statistics endpoint's batch_stats)."""
+SERVER_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCounters:
+    """The statistics endpoint's cumulative counts, summed over the model's versions:
+    ``phases`` maps ``success`` and each of ``SERVER_PHASES`` to (count, ns), ``batches``
+    maps a batch size to (executions, compute_infer ns)."""
+
+    phases: dict[str, tuple[int, int]]
+    batches: dict[int, tuple[int, int]]
+
+
+def server_counters(url: str, model: str) -> ServerCounters:
     response = httpx.get(f"{url}/v2/models/{model}/stats", timeout=10)
     response.raise_for_status()
-    counts: dict[int, int] = {}
+    phases: dict[str, tuple[int, int]] = {}
+    batches: dict[int, tuple[int, int]] = {}
     for stats in response.json().get("model_stats", []):
+        for phase in ("success", *SERVER_PHASES):
+            entry = stats.get("inference_stats", {}).get(phase, {})
+            count, ns = phases.get(phase, (0, 0))
+            phases[phase] = (count + int(entry.get("count", 0)), ns + int(entry.get("ns", 0)))
         for batch in stats.get("batch_stats", []):
-            size = int(batch["batch_size"])
-            counts[size] = counts.get(size, 0) + int(batch["compute_infer"]["count"])
-    return counts
+            size, infer = int(batch["batch_size"]), batch["compute_infer"]
+            count, ns = batches.get(size, (0, 0))
+            batches[size] = (count + int(infer["count"]), ns + int(infer["ns"]))
+    return ServerCounters(phases, batches)
+
+
+def server_split(before: ServerCounters, after: ServerCounters) -> dict[str, Any]:
+    """What the server counted during the point: the mean of each phase per request (ms;
+    a request that rode in a batch counts the whole execution, as Triton's statistics do)
+    and the mean compute_infer per execution of each batch size."""
+
+    def mean_ms(now: tuple[int, int], then: tuple[int, int]) -> float | None:
+        count = now[0] - then[0]
+        return (now[1] - then[1]) / count / 1e6 if count > 0 else None
+
+    zero = (0, 0)
+    requests = after.phases.get("success", zero)[0] - before.phases.get("success", zero)[0]
+    split: dict[str, Any] = {"requests": requests}
+    split["request_ms"] = mean_ms(after.phases.get("success", zero),
+                                  before.phases.get("success", zero))  # fmt: skip
+    for phase in SERVER_PHASES:
+        split[f"{phase}_ms"] = mean_ms(after.phases.get(phase, zero),
+                                       before.phases.get(phase, zero))  # fmt: skip
+    split["compute_infer_ms_by_batch_size"] = {
+        str(size): mean
+        for size in sorted(after.batches)
+        if (mean := mean_ms(after.batches[size], before.batches.get(size, zero))) is not None
+    }
+    return split
+
+
+def _executions(before: ServerCounters, after: ServerCounters) -> dict[int, int]:
+    return {
+        size: after.batches[size][0] - before.batches.get(size, (0, 0))[0]
+        for size in sorted(after.batches)
+    }
 
 
 def measure_point(
@@ -75,15 +127,15 @@ def measure_point(
     )
     if warmup > 0:  # its own run, so the batch counts below cover the measured run alone
         asyncio.run(_drive(host, port, requests, replace(spec, duration=warmup), None))
-    before = batch_histogram(target.url, target.model)
+    before = server_counters(target.url, target.model)
     window = ResourceWindow(target.pid) if target.pid is not None else None
     if window is not None:
         with window:
             result = asyncio.run(_drive(host, port, requests, spec, progress))
     else:
         result = asyncio.run(_drive(host, port, requests, spec, progress))
-    after = batch_histogram(target.url, target.model)
-    executed = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(after)}
+    after = server_counters(target.url, target.model)
+    executed = _executions(before, after)
     summary, _histogram = summarize_values(result.latencies_us)
     usage = window.sample if window is not None else ResourceSample(0.0, 0.0, 0)
     return {
@@ -105,6 +157,7 @@ def measure_point(
         "cpu_cores": None if window is None else usage.cpu_cores,
         "peak_rss_bytes": None if window is None else usage.peak_rss_bytes,
         "batch_sizes": {str(k): v for k, v in executed.items() if v},
+        "server": server_split(before, after),
     }
 
 

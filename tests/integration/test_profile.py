@@ -68,6 +68,16 @@ def test_each_point_reports_what_was_measured(profiled: tuple[dict, Path]) -> No
         latency = point["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p99.9"]
         assert point["cpu_cores"] > 0 and point["peak_rss_bytes"] > 20 * 2**20
+        # The server's own account of the same requests: every one counted, its mean time
+        # inside the server within what the client measured, the phases within that.
+        server = point["server"]
+        assert server["requests"] == point["successes"]
+        assert 0 < server["request_ms"] <= latency["mean"]
+        phases = [server[f"{p}_ms"] for p in ("queue", "compute_input", "compute_infer",
+                                              "compute_output")]  # fmt: skip
+        assert all(v is not None and v >= 0 for v in phases) and server["compute_infer_ms"] > 0
+        assert sum(phases) <= server["request_ms"] * 1.0001
+        assert set(server["compute_infer_ms_by_batch_size"]) == set(point["batch_sizes"])
     with (out / "profile.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == len(points)
 
