@@ -2,7 +2,8 @@
 # Builds Sluice's CPU image (deploy/Containerfile) with podman on a machine that reaches no
 # container registry and runs no Docker daemon, everything under one work directory:
 #
-#   deploy/build-image.sh [--tag TAG] WORKDIR    build; prints the tag and the image size
+#   deploy/build-image.sh [--tag TAG] [--extras cpu,...] WORKDIR
+#                                                build; prints the tag and the image size
 #   deploy/build-image.sh --clean WORKDIR        remove its containers, images, storage, WORKDIR
 #   WORKDIR/podman run ...                       podman on that storage (written by the build)
 #
@@ -16,15 +17,17 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--tag TAG] WORKDIR | --clean WORKDIR" >&2
+    echo "usage: $0 [--tag TAG] [--extras cpu[,monitoring,...]] WORKDIR | --clean WORKDIR" >&2
     exit 2
 }
 
 TAG=""
+EXTRAS=cpu
 CLEAN=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
+        --extras) EXTRAS=${2:?--extras needs a value}; shift 2 ;;
         --clean) CLEAN=1; shift ;;
         -h|--help) usage ;;
         -*) usage ;;
@@ -151,19 +154,33 @@ fi
 VERSION=$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$ROOT/pyproject.toml")
 TAG=${TAG:-localhost/sluice:$VERSION-cpu}
 
-# Requirements of the image: Sluice's dependencies with the cpu extra, its build requirements,
-# and pip itself (the runtime stage runs pip from its wheel).
-"$PYTHON" - "$ROOT/pyproject.toml" >"$WORK/requirements.txt" <<'EOF'
-import sys, tomllib
+# Requirements of the image: Sluice's dependencies with its extras (and the extras those name,
+# such as sluice[server]), its build requirements, and pip itself (the runtime stage runs pip
+# from its wheel).
+"$PYTHON" - "$ROOT/pyproject.toml" "$EXTRAS" >"$WORK/requirements.txt" <<'EOF'
+import re, sys, tomllib
 
 with open(sys.argv[1], "rb") as f:
     pyproject = tomllib.load(f)
-for line in [
-    *pyproject["project"]["dependencies"],
-    *pyproject["project"]["optional-dependencies"]["cpu"],
-    *pyproject["build-system"]["requires"],
-    "pip",
-]:
+name = pyproject["project"]["name"]
+optional = pyproject["project"].get("optional-dependencies", {})
+own = re.compile(rf"^{re.escape(name)}\s*\[([^\]]+)\]\s*$")
+lines, seen = list(pyproject["project"]["dependencies"]), set()
+pending = [e.strip() for e in sys.argv[2].split(",") if e.strip()]
+while pending:
+    extra = pending.pop()
+    if extra in seen:
+        continue
+    if extra not in optional:
+        sys.exit(f"build-image: pyproject.toml has no extra {extra!r}")
+    seen.add(extra)
+    for requirement in optional[extra]:
+        match = own.match(requirement.split(";")[0])
+        if match:
+            pending.extend(e.strip() for e in match.group(1).split(","))
+        else:
+            lines.append(requirement)
+for line in [*lines, *pyproject["build-system"]["requires"], "pip"]:
     print(line)
 EOF
 ARCH=$(uname -m)
@@ -181,7 +198,7 @@ ls "$CONTEXT"/.wheels/pip-*.whl >/dev/null
 # -- the image --------------------------------------------------------------------------------
 echo "== podman build $TAG"
 podman_ build --network host --format docker -f "$CONTEXT/deploy/Containerfile" \
-    --build-arg "BASE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" \
+    --build-arg "BASE=$BASE_IMAGE" --build-arg "EXTRAS=$EXTRAS" --build-arg "VERSION=$VERSION" \
     --build-arg "REVISION=$REVISION" --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -t "$TAG" "$CONTEXT"
 # the builder stage is an untagged image once the build is done
