@@ -5,6 +5,7 @@ model to its target (load, warm up, switch, retire), ``_poller`` watches the dis
 """
 
 from serving.manager._manager import ModelManager
+from serving.manager._reconciler import LifecycleEvent, LifecycleListener
 from serving.manager._records import VersionStatus
 
-__all__ = ["ModelManager", "VersionStatus"]
+__all__ = ["LifecycleEvent", "LifecycleListener", "ModelManager", "VersionStatus"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,23 @@ from serving.manager._records import (
 from serving.metrics import Metrics
 from serving.model import ModelVersion
 
-__all__ = ["Reconciler"]
+__all__ = ["LifecycleEvent", "LifecycleListener", "Reconciler"]
 
 log = logging.getLogger("sluice.manager")
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """A version started serving (``loaded``), stopped (``unloaded``) or failed to load
+    (``load_failed``; ``version`` None when the model failed as a whole: its config)."""
+
+    kind: str
+    model: str
+    version: int | None
+    reason: str = ""
+
+
+LifecycleListener = Callable[[LifecycleEvent], None]
 
 
 class Reconciler:
@@ -39,6 +55,16 @@ class Reconciler:
         self.metrics = metrics
         self.drain_timeout = drain_timeout
         self._retiring: set[asyncio.Task[None]] = set()
+        # Told, on the event loop, as versions load, fail and unload (events, audit).
+        self.listeners: list[LifecycleListener] = []
+
+    def _tell(self, kind: str, model: str, version: int | None, reason: str = "") -> None:
+        event = LifecycleEvent(kind, model, version, reason)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener never fails a load
+                log.exception("lifecycle listener failed on %s", event)
 
     @property
     def repository(self) -> Path:
@@ -74,6 +100,8 @@ class Reconciler:
             record.reason = "unloaded" if not record.status else ""
         for model_version in retired.values():
             await model_version.retire(self.drain_timeout)
+        for number in retired:
+            self._tell("unloaded", record.name, number)
         log.info("model '%s' unloaded", record.name)
 
     async def _load_locked(
@@ -107,16 +135,19 @@ class Reconciler:
                 )
         except LoadFailed as exc:  # every candidate version failed, each counted and logged
             record.reason = exc.message
+            self._tell("load_failed", name, None, exc.message)
             return [exc.message]
         except SluiceError as exc:
             record.reason = exc.message
             self.metrics.load_failures.labels(name, "").inc()
             log.error("model '%s': %s", name, exc.message)
+            self._tell("load_failed", name, None, exc.message)
             return [exc.message]
         except Exception as exc:  # a broken model must not take the server down
             record.reason = f"{type(exc).__name__}: {exc}"
             self.metrics.load_failures.labels(name, "").inc()
             log.exception("model '%s' failed to load", name)
+            self._tell("load_failed", name, None, record.reason)
             return [record.reason]
         record.reason = ""
         config_changed = (
@@ -148,6 +179,7 @@ class Reconciler:
                 record.status[version] = VersionStatus(UNAVAILABLE, message)
                 self.metrics.load_failures.labels(name, str(version)).inc()
                 log.error("model '%s' version %d failed to load: %s", name, version, message)
+                self._tell("load_failed", name, version, message)
                 failures.append(f"version {version}: {message}")
                 if current is not None:
                     new_serving[version] = current  # keep what was serving
@@ -168,7 +200,14 @@ class Reconciler:
         if not new_serving:
             # Nothing of the new selection could load: leave what was serving untouched.
             return failures
+        old = record.serving
         self._switch(record, new_serving, wanted, model_dir)
+        for version, mv in new_serving.items():
+            if old.get(version) is not mv:
+                self._tell("loaded", name, version)
+        for version in old:
+            if version not in new_serving:
+                self._tell("unloaded", name, version)
         return failures
 
     def _switch(

@@ -76,13 +76,26 @@ class Monitoring:
         """Roll what a previous process left in the spool, then observe every version."""
         if self.events is not None:
             self.events.start()
+            core.manager.lifecycle_listeners.append(self._on_lifecycle)
         if self.collector is not None and self.observer is not None:
             self.collector.start()
             core.observers.add(self.observer)
             log.info("collecting to %s", self.collector.destination)
 
+    def _on_lifecycle(self, event: Any) -> None:
+        """io.sluice.version.loaded / unloaded / load_failed (an outbox write: rare, short)."""
+        assert self.events is not None
+        version = None if event.version is None else str(event.version)
+        data = {"model": event.model, "version": version}
+        if event.reason:
+            data["reason"] = event.reason
+        subject = event.model if version is None else f"{event.model}:{version}"
+        self.events.publish(f"io.sluice.version.{event.kind}", data, subject=subject)
+
     def close(self, core: Any) -> None:
         """Blocking: writes what is queued and rolls it; call from a thread."""
+        if self.events is not None and self._on_lifecycle in core.manager.lifecycle_listeners:
+            core.manager.lifecycle_listeners.remove(self._on_lifecycle)
         if self.observer is not None:
             core.observers.remove(self.observer)
         if self.collector is not None:
