@@ -84,11 +84,14 @@ def run(args: argparse.Namespace) -> None:
     rec = report["recommendation"]
     best = report["points"][rec["point"]]
     out.print(f"rule: {report['rule']}")
+    if rec["throughput_per_core"] is None:
+        asked = "CPU and memory not measured: no pod request"
+    else:
+        asked = (f"{rec['throughput_per_core']:.1f}/s per core; request cpu "
+                 f"{rec['cpu_request_cores']}, memory {rec['memory_request']}")  # fmt: skip
     out.print(
         f"recommended: {best['configuration'] or 'as running'} at {best['load']}: "
-        f"{best['throughput']:.1f}/s, p99 {best['latency_ms']['p99']:.3f} ms, "
-        f"{rec['throughput_per_core']:.1f}/s per core; request cpu {rec['cpu_request_cores']}, "
-        f"memory {rec['memory_request']}"
+        f"{best['throughput']:.1f}/s, p99 {best['latency_ms']['p99']:.3f} ms, {asked}"
     )
     if "rerun" in report:
         rerun = report["rerun"]

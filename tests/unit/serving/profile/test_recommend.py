@@ -44,3 +44,19 @@ def test_the_pod_request_is_usage_plus_a_quarter_rounded_up() -> None:
 
 def test_no_point_within_the_slo_recommends_nothing() -> None:
     assert recommend([point(100, 1.0, 50.0)], slo_p99_ms=10.0) is None
+
+
+def test_without_cpu_measured_the_most_throughput_wins_and_nothing_is_requested() -> None:
+    # `--url` without `--server-pid`: the points carry no CPU or RSS figures.
+    points = [point(700, 1.0, 5.0), point(900, 1.0, 8.0), point(1200, 1.0, 30.0)]
+    for measured in points:
+        measured["cpu_cores"] = measured["peak_rss_bytes"] = None
+    chosen = recommend(points, slo_p99_ms=10.0)
+    assert chosen is not None and chosen.index == 1
+    assert chosen.to_json() == {
+        "point": 1,
+        "throughput_per_core": None,
+        "cpu_request_cores": None,
+        "memory_request_bytes": None,
+        "memory_request": None,
+    }
