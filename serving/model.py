@@ -172,11 +172,12 @@ class ModelVersion:
 
     def metadata(self, versions: Sequence[str]) -> dict[str, Any]:
         params: dict[str, Any] = {"execution_providers": ",".join(self.runtime.providers)}
+        params.update(getattr(self.runtime, "parameters", {}))  # e.g. a Python model's lock
         params.update(self.lineage)
         return {
             "name": self.name,
             "versions": list(versions),
-            "platform": self.config.platform or "onnxruntime_onnx",
+            "platform": self.config.platform or self.config.backend or "onnxruntime_onnx",
             "inputs": [s.metadata(self.batching) for s in self.inputs],
             "outputs": [s.metadata(self.batching) for s in self.outputs],
             "parameters": params,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.backends import model_filename
 from serving.config import model_config_pb2 as pb
 from serving.errors import NotFound
 
@@ -91,8 +92,9 @@ def select_versions(policy: pb.ModelVersionPolicy, available: Sequence[int]) -> 
 
 
 def model_file(model_dir: Path, version: int, cfg: pb.ModelConfig) -> Path:
-    """The ONNX file of one version: ``default_model_filename`` or ``model.onnx``."""
-    return Path(model_dir) / str(version) / (cfg.default_model_filename or DEFAULT_MODEL_FILENAME)
+    """The model file of one version: ``default_model_filename``, else the backend's
+    (``model.py`` for a Python model, serving.backends), else ``model.onnx``."""
+    return Path(model_dir) / str(version) / model_filename(cfg, DEFAULT_MODEL_FILENAME)
 
 
 def fingerprint(version_dir: Path) -> tuple[tuple[str, int, int], ...]:

@@ -208,6 +208,13 @@ class Settings:
     shared_memory: bool = _setting(
         False, "--allow-shared-memory", "serve the system shared memory extension (tensors in "
         "POSIX shm regions)")  # fmt: skip
+    allow_python_models: bool = _setting(
+        False, "--allow-python-models", "load models with backend \"python\" (their model.py runs "
+        "in worker processes, with the server's rights; docs/python-models.md)")  # fmt: skip
+    python_env: str = _setting(
+        "prebuilt", "--python-env", "a Python model with a requirements.txt runs in its environment: "
+        "prebuilt: only one 'sluice env build' made; auto: build a missing one at load",
+        choices=("prebuilt", "auto"))  # fmt: skip
     workers: int = _setting(
         1, "--workers", "server processes (auto: one per CPU the container may use) sharing the "
         "HTTP and gRPC ports (serving.workers), each "

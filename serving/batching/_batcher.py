@@ -35,6 +35,12 @@ __all__ = ["DynamicBatcher"]
 log = logging.getLogger("sluice.batching")
 
 _NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
+
+# Runs a batch as its requests: one outputs dict, or the exception that failed it, each.
+RunEachFn = Callable[
+    [Sequence[Mapping[str, np.ndarray]], Sequence[str]],
+    Sequence["dict[str, np.ndarray] | BaseException"],
+]
 _CANCELLED = object()
 
 
@@ -68,8 +74,13 @@ class DynamicBatcher:
         model: str = "",
         version: str = "",
         clock: Callable[[], int] = time.monotonic_ns,
+        run_each: RunEachFn | None = None,
     ) -> None:
+        """``run_each``: a runtime that takes a batch as its requests (a Python model's
+        ``execute(requests)``) instead of one tensor per input; nothing is assembled then,
+        and an exception in its list fails only that request."""
         self._run = run
+        self._run_each = run_each
         self._instances = max(1, instances)
         self._free = self._instances
         self._executor = executor
@@ -251,6 +262,9 @@ class DynamicBatcher:
                 elapsed if not self._exec_ns_avg else (0.8 * self._exec_ns_avg + 0.2 * elapsed)
             )
             for index, (item, outputs) in enumerate(zip(plan.requests, results, strict=True)):
+                if isinstance(outputs, BaseException):
+                    self._finish(item, outputs)
+                    continue
                 self._finish(
                     item,
                     Execution(outputs, started - item.arrival_ns, elapsed, flush.rows, index == 0),
@@ -270,7 +284,7 @@ class DynamicBatcher:
         for item in requests:
             names.update(dict.fromkeys(item.output_names))
         output_names = tuple(names)
-        if len(requests) == 1:
+        if len(requests) == 1 or self._run_each is not None:
             return _Plan(requests, output_names, {}, {})
         head = requests[0]
         assembly: dict[str, tuple[list[np.ndarray], np.ndarray, Any]] = {}
@@ -299,9 +313,15 @@ class DynamicBatcher:
                     ]
         return _Plan(requests, output_names, assembly, unpad)
 
-    def _run_plan(self, plan: _Plan) -> list[dict[str, np.ndarray]]:
+    def _run_plan(self, plan: _Plan) -> list[dict[str, np.ndarray] | BaseException]:
         """Assemble, run and scatter one batch; runs in a worker thread."""
         requests = plan.requests
+        if self._run_each is not None:
+            results = self._run_each([item.inputs for item in requests], plan.output_names)
+            return [
+                r if isinstance(r, BaseException) else {n: r[n] for n in item.output_names}
+                for item, r in zip(requests, results, strict=True)
+            ]
         if not plan.assembly:
             outputs = self._run(requests[0].inputs, plan.output_names)
             return [{name: outputs[name] for name in requests[0].output_names}]

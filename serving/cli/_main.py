@@ -10,6 +10,7 @@ from serving.cli import (
     _config,
     _convert,
     _drift,
+    _env,
     _optimize,
     _profile,
     _registry,
@@ -38,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     for family in (_serve, _config, _client, _registry, _convert, _optimize, _profile, _traffic):
         family.add_commands(sub)
     _drift.add_commands(sub)
+    _env.add_commands(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from serving.backends import backend_for
 from serving.config import model_config_pb2 as pb
 from serving.config._graph import GraphSignature, GraphTensor
 from serving.errors import InvalidArgument, Unsupported
@@ -50,6 +51,8 @@ def _complete_identity(cfg: pb.ModelConfig, model_name: str, source: str) -> Non
             f"{source} names the model {cfg.name!r} but its directory is {model_name!r}; "
             "the two must agree"
         )
+    if backend_for(cfg) is not None:
+        return  # another backend's model (serving.backends): no ONNX graph to complete from
     if cfg.platform not in ("", PLATFORM):
         raise Unsupported(
             f"{source}: platform {cfg.platform!r} is not supported; Sluice serves ONNX models "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from serving.backends import backend_for
 from serving.config import model_config_pb2 as pb
 from serving.config._derive import complete_config
 from serving.config._graph import read_graph_signature
@@ -72,6 +73,8 @@ def load_model_config(
         source = f"derived config of model {model_dir.name!r}"
         explicit = False
     derive_batching = not explicit or (cfg.max_batch_size == 0 and not cfg.input and not cfg.output)
+    if backend_for(cfg) is not None:
+        onnx_path = None  # another backend's model file (model.py) has no graph
     graph = read_graph_signature(Path(onnx_path)) if onnx_path is not None else None
     complete_config(
         cfg,

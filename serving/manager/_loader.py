@@ -6,13 +6,15 @@ failure status of the version it loads.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from serving.errors import InvalidArgument, NotFound, SluiceError
+from serving.backends import BackendContext, backend_for
+from serving.errors import InvalidArgument, NotFound, PermissionDenied, SluiceError
 from serving.manager._records import UNAVAILABLE, LoadFailed, ModelRecord, VersionStatus
 from serving.metrics import Metrics
 from serving.model import ModelVersion, Runtime, lineage_parameters
@@ -31,6 +33,21 @@ def _default_runtime_factory(model_path: Path, config: Any, settings: Settings) 
     from serving.runtime import create_runtime
 
     return create_runtime(model_path, config, cores=settings.cores, cache_dir=settings.cache_dir)
+
+
+def _runs_own_code(config: Any) -> bool:
+    backend = backend_for(config) if config is not None else None
+    return backend is not None and backend.runs_own_code
+
+
+def _on_disk_config(model_dir: Path) -> Any:
+    from serving.config import parse_config_file
+
+    path = model_dir / "config.pbtxt"
+    try:
+        return parse_config_file(path) if path.is_file() else None
+    except SluiceError:
+        return None
 
 
 def config_fingerprint(model_dir: Path) -> tuple:
@@ -66,6 +83,10 @@ class VersionLoader:
         self.metrics = metrics
         self.observers = observers
         self._runtime_factory = runtime_factory or _default_runtime_factory
+        # The server's other models and its loop, for backends whose models call them
+        # (serving.backends: BLS, ensembles); the manager sets both.
+        self.models: Callable[[str, str], ModelVersion] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         # Where the schedulers run model executions (shared by every version).
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sluice-exec")
 
@@ -97,8 +118,16 @@ class VersionLoader:
         if stated is None:
             path = model_dir / "config.pbtxt"
             stated = parse_config_file(path) if path.is_file() else model_config_pb2.ModelConfig()
+        elif _runs_own_code(stated) or _runs_own_code(_on_disk_config(model_dir)):
+            raise PermissionDenied(
+                f"model '{record.name}' is a model that runs its own code (backend "
+                f"{(stated.backend or _on_disk_config(model_dir).backend)!r}); the repository "
+                "API cannot load it from a config override, only from its config.pbtxt"
+            )
         error: SluiceError | None = None
         default_batch = self.settings.default_max_batch_size
+        if backend_for(stated) is not None:  # no ONNX graph to derive from
+            return load_model_config(model_dir, None, default_batch, config=base)
         for version in sorted(versions, reverse=True):
             onnx_path = model_file(model_dir, version, stated)
             if not onnx_path.is_file():
@@ -120,9 +149,20 @@ class VersionLoader:
 
         if not path.is_file():
             raise NotFound(f"model file {path} does not exist")
-        runtime = self._runtime_factory(path, config, self.settings)
+        backend = backend_for(config)
+        runtime: Runtime
+        if backend is None:
+            runtime = self._runtime_factory(path, config, self.settings)
+        else:
+            context = BackendContext(self.settings, name, version, self.models, self.loop)
+            runtime = backend.create(path, config, context)
         try:
-            for sample_name, count, inputs in warmup_samples(config, path.parent.parent):
+            # Another backend's model runs only the warm-up its config states: a derived
+            # zero sample could reach code (a BLS call) that needs models not loaded yet.
+            samples = warmup_samples(config, path.parent.parent)
+            if backend is not None and not config.model_warmup:
+                samples = []
+            for sample_name, count, inputs in samples:
                 for _ in range(count):
                     try:
                         runtime.run(inputs, None)
@@ -143,13 +183,19 @@ class VersionLoader:
                 metrics=self.metrics,
                 model=name,
                 version=str(version),
+                run_each=getattr(runtime, "run_each", None),
             )
         else:
             scheduler = DirectScheduler(
                 runtime.run,
                 runtime.instances,
                 self.executor,
-                inline_below_ns=self.settings.inline_execution_us * 1000,
+                # a runtime that blocks on other processes never runs on the event loop
+                inline_below_ns=(
+                    self.settings.inline_execution_us * 1000
+                    if getattr(runtime, "inline", True)
+                    else 0
+                ),
             )
         lineage = lineage_parameters(self.repository / name / str(version))
         return ModelVersion(

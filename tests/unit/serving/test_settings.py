@@ -77,6 +77,8 @@ def _sample(name: str, f: Files) -> Sample:
         "drain_timeout_secs": Sample("1.5", 1.5),
         "inline_execution_us": Sample("0", 0),
         "shared_memory": Sample("1", True),
+        "allow_python_models": Sample("1", True),
+        "python_env": Sample("auto", "auto"),
         "workers": Sample("2", 2),
         "registry_poll_secs": Sample("5", 5.0),
         "registry_retention": Sample("1", 1),

@@ -163,7 +163,7 @@ def test_config_name_must_match_directory(model_dir: Path, batchable_onnx: Path,
     ("line", "message"),
     [
         ('platform: "tensorrt_plan"', "platform 'tensorrt_plan' is not supported"),
-        ('backend: "python"', "backend 'python' is not supported"),
+        ('backend: "pytorch"', "backend 'pytorch' is not supported"),
     ],
 )
 def test_other_platforms_are_rejected(
