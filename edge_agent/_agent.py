@@ -358,8 +358,8 @@ class Agent:
     # -- the outbox drain ------------------------------------------------------
 
     def _on_connected(self, up: bool) -> None:
-        if up:
-            self._drain_wake.set()
+        if up:  # the fleet sees the state as of now, drop counts included, after the backlog
+            self.report("connected")
 
     def _on_acked(self, mid: int) -> None:
         row = self._inflight.pop(mid, None)

@@ -137,7 +137,7 @@ def fleet(broker: Mosquitto) -> Iterator[Fleet]:
     f.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -6,6 +6,7 @@ import sqlite3
 
 from tests.integration.edge.broker import Mosquitto
 from tests.integration.edge.conftest import Agents, Fleet, wait_for
+from tests.integration.edge.test_poll import DesiredServer, desired_server  # noqa: F401
 from tests.integration.edge.test_rollout import answer, doc
 
 
@@ -57,3 +58,29 @@ def test_sigkill_in_canary_restarts_on_the_committed_version_and_converges(agent
     wait_for(lambda: fleet.model("dev-k").get("applied") == 2, what="v2 committed after restart")
     assert answer(agent.http_port) == (200, "2", [3.0] * 4)
     assert [e for e in fleet.events if e.get("kind") == "resumed" and e.get("was") == "canary"]
+
+
+def test_a_full_outbox_drops_the_oldest_and_reports_the_count(
+    agents: Agents,
+    fleet: Fleet,
+    broker: Mosquitto,
+    desired_server: DesiredServer,  # noqa: F811
+) -> None:
+    broker.stop()  # offline: everything the agent says waits in its outbox
+    desired_server.document = doc(1, "models:/mlp/1")
+    agent = agents.start(
+        "dev-f", poll__url=desired_server.url, outbox__max_bytes=2048, outbox__policy="drop_oldest"
+    )
+    wait_for(lambda: answer(agent.http_port)[:2] == (200, "1"), what="v1 serving")
+    desired_server.document = doc(2, "models:/mlp/2")  # more events while offline
+    wait_for(lambda: answer(agent.http_port)[:2] == (200, "2"), what="v2 serving")
+    outbox = agents.tmp_path / "devices" / "dev-f" / "outbox.db"
+    with sqlite3.connect(outbox) as db:
+        pending = db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+        dropped = dict(db.execute("SELECT reason, count FROM drops").fetchall())
+    assert pending <= 2048 and dropped.get("full_oldest", 0) > 0
+
+    broker.start()
+    wait_for(lambda: fleet.reported.get("dev-f", {}).get("device_info", {}).get("dropped", {}).get("full_oldest", 0) >= dropped["full_oldest"], what="drop count reported")  # fmt: skip
+    wait_for(lambda: fleet.model("dev-f").get("applied") == 2)
+    assert not [e for e in fleet.events if e.get("kind") == "boot"]  # the oldest went first
