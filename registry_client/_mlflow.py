@@ -333,6 +333,13 @@ class MlflowRegistry:
     async def set_alias(self, name: str, alias: str, version: int) -> None:
         await self._post("registered-models/alias", {"name": name, "alias": alias, "version": str(version)})  # fmt: skip
 
+    async def set_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set ``tags`` on one model version (``sluice profile --registry`` records its
+        result this way); MLflow takes one tag per call."""
+        for key, value in tags.items():
+            await self._post("model-versions/set-tag",
+                             {"name": name, "version": str(version), "key": key, "value": value})  # fmt: skip
+
     async def upload_artifact(self, path: str, content: bytes) -> None:
         response = await self._client.put(f"{_ARTIFACTS}/{quote(path)}", content=content)
         self._decode(response, path)

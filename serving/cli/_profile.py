@@ -27,7 +27,8 @@ def add_commands(sub: Any) -> None:
         "profile",
         help="sweep configurations x loads on a real server; recommend CPU, memory and config",
     )
-    prof.add_argument("model_dir", type=Path, nargs="?", metavar="MODEL_DIR")
+    prof.add_argument("source", nargs="?", metavar="MODEL_DIR|REF",
+                      help="a model directory, or a registry reference to pull and profile")  # fmt: skip
     prof.add_argument("--input", type=Path, metavar="FILE.npz|.json|.npy",
                       help="request rows (default: random rows from the config)")  # fmt: skip
     prof.add_argument("--slo-p99-ms", type=float, help="p99 latency objective")
@@ -45,6 +46,9 @@ def add_commands(sub: Any) -> None:
     prof.add_argument("--url", help="measure this running server instead of starting one")
     prof.add_argument("--model", dest="model_name", help="with --url: the model to measure")
     prof.add_argument("--server-pid", type=int, help="with --url: read its CPU and RSS")
+    prof.add_argument("--registry", metavar="URI",
+                      help="record the result as sluice.profile.* tags on the version profiled "
+                      "(REF is pulled from here; without it from $SLUICE_REGISTRY)")  # fmt: skip
     prof.add_argument("--out", type=Path, default=Path("profile"), metavar="DIR",
                       help="where profile.json/.csv/.png and config.pbtxt go (default %(default)s)")  # fmt: skip
     prof.set_defaults(run=run)
@@ -53,14 +57,15 @@ def add_commands(sub: Any) -> None:
 def run(args: argparse.Namespace) -> None:
     from rich.console import Console
 
-    from serving.profile import ProfileRequest, print_table, run_profile
+    from serving.convert import ToolError
+    from serving.profile import ProfileRequest, print_table, profile_source, run_profile
 
     console = Console(stderr=True)
     concurrency = args.concurrency
     if concurrency is None:
         concurrency = [] if args.rates else [1, 2, 4, 8, 16, 32]
     request = ProfileRequest(
-        model_dir=args.model_dir,
+        model_dir=None,
         out=args.out,
         instances=args.instances,
         max_batch_sizes=args.max_batch_sizes,
@@ -75,8 +80,16 @@ def run(args: argparse.Namespace) -> None:
         model_name=args.model_name,
         server_pid=args.server_pid,
     )
+    if args.url and (args.source or args.registry):
+        raise ToolError("--url measures a running server: give no MODEL_DIR|REF or --registry")
+    if not args.url and not args.source:
+        raise ToolError("give a model directory, a registry reference or --url")
     with console.status("profiling") as status:
-        report = run_profile(request, step=lambda text: status.update(f"profiling {text}"))
+        step = lambda text: status.update(f"profiling {text}")  # noqa: E731
+        if args.url:
+            report = run_profile(request, step)
+        else:
+            report = profile_source(request, args.source, args.registry, step)
     out = Console()
     print_table(report, out)
     for warning in report["warnings"]:
@@ -102,3 +115,7 @@ def run(args: argparse.Namespace) -> None:
     for kind, path in report["outputs"].items():
         if path:
             out.print(f"{kind}: {path}")
+    if "registry_tags" in report:
+        where = report["registry_tags"]
+        out.print(f"tagged {where['name']} version {where['version']} in {where['registry']}: "
+                  f"{len(where['tags'])} sluice.profile.* tags")  # fmt: skip
