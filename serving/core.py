@@ -16,6 +16,7 @@ from serving.datatypes import by_name
 from serving.errors import InvalidArgument
 from serving.manager import ModelManager
 from serving.metrics import Metrics
+from serving.rollout import RolloutController, RolloutSpec
 from serving.router import Router
 from serving.settings import Settings
 from serving.shared_memory import (
@@ -50,6 +51,10 @@ class InferenceCore:
         # Traffic splits and shadow copies: the router's policies (serving.traffic).
         self.traffic = TrafficController(self.router, manager, metrics)
         self._shadowing = self.traffic.tasks  # the shadow copies in flight
+        # Canary rollouts step the splits; their state survives restarts in the repository.
+        self.rollout = RolloutController(
+            self.traffic, settings.model_repository / ".sluice" / "rollouts"
+        )
         # Optional observers (a data collector, a profiler): serving.observers.
         self.observers = manager.observers
         self._started = False
@@ -61,6 +66,7 @@ class InferenceCore:
     async def start(self) -> None:
         await self.manager.start()
         self.traffic.sync()
+        await self.rollout.resume()
         self._started = True
 
     def drain(self) -> None:
@@ -69,6 +75,7 @@ class InferenceCore:
         self.manager.drain()
 
     async def close(self) -> None:
+        await self.rollout.close()
         await self.traffic.close()
         await self.manager.close()
         if self.shared_memory is not None:
@@ -176,6 +183,22 @@ class InferenceCore:
             raise InvalidArgument(f"model '{name}': {exc}") from None
         self.traffic.set(name, split)
         return self.traffic.show(name)
+
+    # -- canary rollouts (admin) --------------------------------------------------
+
+    async def rollout_start(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a canary rollout of ``name`` (``serving.rollout.RolloutSpec`` as JSON)."""
+        try:
+            spec = RolloutSpec.from_json(body)
+        except ValueError as exc:
+            raise InvalidArgument(f"model '{name}': {exc}") from None
+        return await self.rollout.start(name, spec)
+
+    def rollout_status(self, name: str) -> dict[str, Any]:
+        return self.rollout.status(name)
+
+    async def rollout_abort(self, name: str) -> dict[str, Any]:
+        return await self.rollout.abort(name)
 
     # -- inference -------------------------------------------------------------
 

@@ -48,6 +48,7 @@ OPERATION_SCOPES: dict[str, Scope | None] = {
     "ModelStatistics": Scope.READ,
     "RepositoryIndex": Scope.READ,
     "TrafficShow": Scope.READ,  # sluice.admin: the split in force and per-arm counts
+    "RolloutStatus": Scope.READ,  # sluice.admin: a canary rollout's step and decisions
     "SystemSharedMemoryStatus": Scope.READ,
     "CudaSharedMemoryStatus": Scope.READ,
     # admin: changes what the server serves or where it reads and writes
@@ -60,6 +61,8 @@ OPERATION_SCOPES: dict[str, Scope | None] = {
     "TraceSetting": Scope.ADMIN,
     "LogSettings": Scope.ADMIN,
     "TrafficSet": Scope.ADMIN,  # sluice.admin: which versions take a model's traffic
+    "RolloutStart": Scope.ADMIN,  # sluice.admin: start or abort a canary rollout
+    "RolloutAbort": Scope.ADMIN,
     # the metrics port
     "Metrics": Scope.METRICS,
 }

@@ -14,6 +14,7 @@ from serving.cli import (
     _optimize,
     _profile,
     _registry,
+    _rollout,
     _serve,
     _traffic,
 )
@@ -40,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
         family.add_commands(sub)
     _drift.add_commands(sub)
     _env.add_commands(sub)
+    _rollout.add_commands(sub)
     return parser
 
 

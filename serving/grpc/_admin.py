@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from serving.core import InferenceCore
+from serving.errors import InvalidArgument
 from serving.grpc import sluice_admin_pb2 as pb
 from serving.grpc import sluice_admin_pb2_grpc as pb_grpc
 from serving.grpc._service import _rpc
@@ -52,6 +53,27 @@ class AdminServicer(pb_grpc.SluiceAdminServicer):
                 "sticky": request.split.sticky,
             }
         return _traffic_response(self.core.traffic_set(request.model, body))
+
+    @_rpc
+    async def RolloutStart(self, request: pb.RolloutRequest, context: Any) -> Any:
+        try:
+            spec = json.loads(request.spec_json or "{}")
+        except ValueError as exc:
+            raise InvalidArgument(f"spec_json is not JSON: {exc}") from None
+        if not isinstance(spec, dict):
+            raise InvalidArgument("spec_json must be a JSON object")
+        status = await self.core.rollout_start(request.model, spec)
+        return pb.RolloutResponse(status_json=json.dumps(status, sort_keys=True))
+
+    @_rpc
+    async def RolloutStatus(self, request: pb.RolloutRequest, context: Any) -> Any:
+        status = self.core.rollout_status(request.model)
+        return pb.RolloutResponse(status_json=json.dumps(status, sort_keys=True))
+
+    @_rpc
+    async def RolloutAbort(self, request: pb.RolloutRequest, context: Any) -> Any:
+        status = await self.core.rollout_abort(request.model)
+        return pb.RolloutResponse(status_json=json.dumps(status, sort_keys=True))
 
 
 def add_admin_to_server(core: InferenceCore, server: grpc.aio.Server) -> None:

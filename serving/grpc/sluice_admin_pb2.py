@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12sluice_admin.proto\x12\x0csluice.admin\"\xef\x01\n\x0cTrafficSplit\x12\x38\n\x07traffic\x18\x01 \x03(\x0b\x32\'.sluice.admin.TrafficSplit.TrafficEntry\x12\x36\n\x06shadow\x18\x02 \x03(\x0b\x32&.sluice.admin.TrafficSplit.ShadowEntry\x12\x0e\n\x06sticky\x18\x03 \x01(\t\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a-\n\x0bShadowEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"#\n\x12TrafficShowRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\\\n\x11TrafficSetRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05split\x18\x02 \x01(\x0b\x32\x1a.sluice.admin.TrafficSplit\x12\r\n\x05\x63lear\x18\x03 \x01(\x08\"}\n\x0fTrafficResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12)\n\x05split\x18\x03 \x01(\x0b\x32\x1a.sluice.admin.TrafficSplit\x12\r\n\x05ready\x18\x04 \x03(\t\x12\x11\n\tarms_json\x18\x05 \x01(\t2\xaf\x01\n\x0bSluiceAdmin\x12P\n\x0bTrafficShow\x12 .sluice.admin.TrafficShowRequest\x1a\x1d.sluice.admin.TrafficResponse\"\x00\x12N\n\nTrafficSet\x12\x1f.sluice.admin.TrafficSetRequest\x1a\x1d.sluice.admin.TrafficResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12sluice_admin.proto\x12\x0csluice.admin\"\xef\x01\n\x0cTrafficSplit\x12\x38\n\x07traffic\x18\x01 \x03(\x0b\x32\'.sluice.admin.TrafficSplit.TrafficEntry\x12\x36\n\x06shadow\x18\x02 \x03(\x0b\x32&.sluice.admin.TrafficSplit.ShadowEntry\x12\x0e\n\x06sticky\x18\x03 \x01(\t\x1a.\n\x0cTrafficEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a-\n\x0bShadowEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"#\n\x12TrafficShowRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\\\n\x11TrafficSetRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05split\x18\x02 \x01(\x0b\x32\x1a.sluice.admin.TrafficSplit\x12\r\n\x05\x63lear\x18\x03 \x01(\x08\"}\n\x0fTrafficResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12)\n\x05split\x18\x03 \x01(\x0b\x32\x1a.sluice.admin.TrafficSplit\x12\r\n\x05ready\x18\x04 \x03(\t\x12\x11\n\tarms_json\x18\x05 \x01(\t\"2\n\x0eRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tspec_json\x18\x02 \x01(\t\"&\n\x0fRolloutResponse\x12\x13\n\x0bstatus_json\x18\x01 \x01(\t2\x9d\x03\n\x0bSluiceAdmin\x12P\n\x0bTrafficShow\x12 .sluice.admin.TrafficShowRequest\x1a\x1d.sluice.admin.TrafficResponse\"\x00\x12N\n\nTrafficSet\x12\x1f.sluice.admin.TrafficSetRequest\x1a\x1d.sluice.admin.TrafficResponse\"\x00\x12M\n\x0cRolloutStart\x12\x1c.sluice.admin.RolloutRequest\x1a\x1d.sluice.admin.RolloutResponse\"\x00\x12N\n\rRolloutStatus\x12\x1c.sluice.admin.RolloutRequest\x1a\x1d.sluice.admin.RolloutResponse\"\x00\x12M\n\x0cRolloutAbort\x12\x1c.sluice.admin.RolloutRequest\x1a\x1d.sluice.admin.RolloutResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,6 +47,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAFFICSETREQUEST']._serialized_end=407
   _globals['_TRAFFICRESPONSE']._serialized_start=409
   _globals['_TRAFFICRESPONSE']._serialized_end=534
-  _globals['_SLUICEADMIN']._serialized_start=537
-  _globals['_SLUICEADMIN']._serialized_end=712
+  _globals['_ROLLOUTREQUEST']._serialized_start=536
+  _globals['_ROLLOUTREQUEST']._serialized_end=586
+  _globals['_ROLLOUTRESPONSE']._serialized_start=588
+  _globals['_ROLLOUTRESPONSE']._serialized_end=626
+  _globals['_SLUICEADMIN']._serialized_start=629
+  _globals['_SLUICEADMIN']._serialized_end=1042
 # @@protoc_insertion_point(module_scope)

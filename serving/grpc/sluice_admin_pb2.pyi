@@ -61,3 +61,17 @@ class TrafficResponse(_message.Message):
     ready: _containers.RepeatedScalarFieldContainer[str]
     arms_json: str
     def __init__(self, model: _Optional[str] = ..., source: _Optional[str] = ..., split: _Optional[_Union[TrafficSplit, _Mapping]] = ..., ready: _Optional[_Iterable[str]] = ..., arms_json: _Optional[str] = ...) -> None: ...
+
+class RolloutRequest(_message.Message):
+    __slots__ = ("model", "spec_json")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    spec_json: str
+    def __init__(self, model: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class RolloutResponse(_message.Message):
+    __slots__ = ("status_json",)
+    STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
+    status_json: str
+    def __init__(self, status_json: _Optional[str] = ...) -> None: ...

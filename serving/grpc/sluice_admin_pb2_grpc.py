@@ -44,6 +44,21 @@ class SluiceAdminStub(object):
                 request_serializer=sluice__admin__pb2.TrafficSetRequest.SerializeToString,
                 response_deserializer=sluice__admin__pb2.TrafficResponse.FromString,
                 _registered_method=True)
+        self.RolloutStart = channel.unary_unary(
+                '/sluice.admin.SluiceAdmin/RolloutStart',
+                request_serializer=sluice__admin__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=sluice__admin__pb2.RolloutResponse.FromString,
+                _registered_method=True)
+        self.RolloutStatus = channel.unary_unary(
+                '/sluice.admin.SluiceAdmin/RolloutStatus',
+                request_serializer=sluice__admin__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=sluice__admin__pb2.RolloutResponse.FromString,
+                _registered_method=True)
+        self.RolloutAbort = channel.unary_unary(
+                '/sluice.admin.SluiceAdmin/RolloutAbort',
+                request_serializer=sluice__admin__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=sluice__admin__pb2.RolloutResponse.FromString,
+                _registered_method=True)
 
 
 class SluiceAdminServicer(object):
@@ -63,6 +78,27 @@ class SluiceAdminServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RolloutStart(self, request, context):
+        """Start a canary rollout (spec_json: serving.rollout.RolloutSpec as JSON).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutStatus(self, request, context):
+        """A rollout's state, step and every decision with its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloutAbort(self, request, context):
+        """Stop a running rollout: all traffic back to the baseline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SluiceAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +111,21 @@ def add_SluiceAdminServicer_to_server(servicer, server):
                     servicer.TrafficSet,
                     request_deserializer=sluice__admin__pb2.TrafficSetRequest.FromString,
                     response_serializer=sluice__admin__pb2.TrafficResponse.SerializeToString,
+            ),
+            'RolloutStart': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutStart,
+                    request_deserializer=sluice__admin__pb2.RolloutRequest.FromString,
+                    response_serializer=sluice__admin__pb2.RolloutResponse.SerializeToString,
+            ),
+            'RolloutStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutStatus,
+                    request_deserializer=sluice__admin__pb2.RolloutRequest.FromString,
+                    response_serializer=sluice__admin__pb2.RolloutResponse.SerializeToString,
+            ),
+            'RolloutAbort': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloutAbort,
+                    request_deserializer=sluice__admin__pb2.RolloutRequest.FromString,
+                    response_serializer=sluice__admin__pb2.RolloutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +182,87 @@ class SluiceAdmin(object):
             '/sluice.admin.SluiceAdmin/TrafficSet',
             sluice__admin__pb2.TrafficSetRequest.SerializeToString,
             sluice__admin__pb2.TrafficResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutStart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.admin.SluiceAdmin/RolloutStart',
+            sluice__admin__pb2.RolloutRequest.SerializeToString,
+            sluice__admin__pb2.RolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.admin.SluiceAdmin/RolloutStatus',
+            sluice__admin__pb2.RolloutRequest.SerializeToString,
+            sluice__admin__pb2.RolloutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloutAbort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sluice.admin.SluiceAdmin/RolloutAbort',
+            sluice__admin__pb2.RolloutRequest.SerializeToString,
+            sluice__admin__pb2.RolloutResponse.FromString,
             options,
             channel_credentials,
             insecure,

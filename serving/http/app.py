@@ -133,6 +133,17 @@ def create_app(core: InferenceCore) -> ASGIApp:
         body = await _json_body(request, limit)
         return _json(core.traffic_set(request.path_params["model"], body))
 
+    async def rollout_status(request: Request) -> Response:
+        return _json(core.rollout_status(request.path_params["model"]))
+
+    async def rollout_start(request: Request) -> Response:
+        body = await _json_body(request, limit)
+        return _json(await core.rollout_start(request.path_params["model"], body))
+
+    async def rollout_abort(request: Request) -> Response:
+        await _json_body(request, limit)
+        return _json(await core.rollout_abort(request.path_params["model"]))
+
     async def cuda_shm(request: Request) -> Response:
         raise Unsupported("CUDA shared memory is not supported by this server")
 
@@ -174,6 +185,9 @@ def create_app(core: InferenceCore) -> ASGIApp:
         Route(mv + "/stats", model_stats, methods=["GET"]),
         Route(m + "/traffic", traffic_show, methods=["GET"]),
         Route(m + "/traffic", traffic_set, methods=["POST"]),
+        Route(m + "/rollout", rollout_status, methods=["GET"]),
+        Route(m + "/rollout", rollout_start, methods=["POST"]),
+        Route(m + "/rollout/abort", rollout_abort, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),

@@ -82,6 +82,7 @@ class ArmStats:
     rows: int = 0
     agreeing_rows: int = 0
     max_abs_diff: float = 0.0
+    diffs: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
 
     def p99_ms(self) -> float | None:
         if not self.latencies_ns:
@@ -167,6 +168,7 @@ class ArmObserver:
         stats.rows += result.rows
         stats.agreeing_rows += result.agreeing_rows
         stats.max_abs_diff = max(stats.max_abs_diff, result.max_abs_diff)
+        stats.diffs.append(result.max_abs_diff)
         if self._prometheus and result.rows:
             v = str(version)
             self._compared.labels(model, v, "agree").inc(result.agreeing_rows)

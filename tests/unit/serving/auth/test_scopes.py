@@ -87,6 +87,9 @@ def test_every_starlette_route_is_in_the_http_table(tmp_path: Path) -> None:
          Scope.ADMIN),
         ("GET", "/v2/models/m/traffic", "TrafficShow", Scope.READ),
         ("POST", "/v2/models/m/traffic", "TrafficSet", Scope.ADMIN),
+        ("GET", "/v2/models/m/rollout", "RolloutStatus", Scope.READ),
+        ("POST", "/v2/models/m/rollout", "RolloutStart", Scope.ADMIN),
+        ("POST", "/v2/models/m/rollout/abort", "RolloutAbort", Scope.ADMIN),
     ],
 )  # fmt: skip
 def test_http_requests_map_to_their_operation_and_scope(
@@ -112,3 +115,4 @@ def test_grpc_methods_scopes() -> None:
     admin = _ADMIN.full_name
     assert OPERATION_SCOPES[grpc_operation(f"/{admin}/TrafficSet") or ""] is Scope.ADMIN
     assert OPERATION_SCOPES[grpc_operation(f"/{admin}/TrafficShow") or ""] is Scope.READ
+    assert OPERATION_SCOPES[grpc_operation(f"/{admin}/RolloutAbort") or ""] is Scope.ADMIN

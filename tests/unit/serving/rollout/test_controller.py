@@ -1,0 +1,91 @@
+"""The rollout controller through a real core: stepping by evaluation, state on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.core import InferenceCore
+from serving.examples import write_repository
+from serving.manager import ModelManager
+from serving.metrics import Metrics
+from serving.rollout import ADVANCE, HOLD, RolloutSpec
+from serving.settings import Settings
+from serving.types import InferInput, InferRequest
+
+MODEL = "identity_fp32"
+SPEC = RolloutSpec(to=2, baseline=1, steps=(50, 100), min_samples=5, max_p99_ratio=1e6)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write_repository(tmp_path, [MODEL])
+    (tmp_path / MODEL / "config.pbtxt").write_text("version_policy: { all: {} }\n")
+    (tmp_path / MODEL / "2").mkdir()
+    shutil.copy(tmp_path / MODEL / "1" / "model.onnx", tmp_path / MODEL / "2")
+    return tmp_path
+
+
+def _run(repo: Path, scenario: Callable[[InferenceCore], Awaitable[None]]) -> None:
+    async def main() -> None:
+        settings = Settings(model_repository=repo, cores=1)
+        metrics = Metrics()
+        core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
+        await core.start()
+        try:
+            await scenario(core)
+        finally:
+            await core.close()
+
+    asyncio.run(main())
+
+
+async def _send(core: InferenceCore, count: int) -> set[str]:
+    data = np.array([[1.5, 2.5]], dtype=np.float32)
+    request = InferRequest(MODEL, (InferInput("INPUT0", "FP32", (1, 2), data),))
+    return {(await core.infer(request)).model_version for _ in range(count)}
+
+
+def test_a_rollout_steps_holds_for_samples_and_promotes(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        await core.rollout.start(MODEL, SPEC, run=False)
+        assert core.traffic.split(MODEL)[0].weights == {1: 50, 2: 50}
+        assert (await core.rollout.evaluate(MODEL)).action == HOLD  # nothing sent yet
+        assert await _send(core, 60) == {"1", "2"}
+        assert (await core.rollout.evaluate(MODEL)).action == ADVANCE
+        assert core.traffic.split(MODEL)[0].weights == {2: 100}
+        assert await _send(core, 10) == {"2"}
+        assert (await core.rollout.evaluate(MODEL)).action == ADVANCE
+        status = core.rollout_status(MODEL)
+        assert status["state"] == "promoted"
+        assert [e["action"] for e in status["history"]] == [
+            "start",
+            "hold",
+            "advance",
+            "advance",
+            "promote",
+        ]
+        assert "waiting for samples: 0 of 5 candidate requests" in status["history"][1]["reason"]
+
+    _run(repo, scenario)
+    saved = (repo / ".sluice" / "rollouts" / f"{MODEL}.json").read_text()
+    assert '"state": "promoted"' in saved
+
+
+def test_a_running_rollout_resumes_after_a_restart(repo: Path) -> None:
+    async def first(core: InferenceCore) -> None:
+        await core.rollout.start(MODEL, SPEC, run=False)
+
+    async def second(core: InferenceCore) -> None:
+        status = core.rollout_status(MODEL)
+        assert (status["state"], status["step"]) == ("running", 50)
+        assert status["history"][-1]["action"] == "resume"
+        assert core.traffic.split(MODEL)[0].weights == {1: 50, 2: 50}
+
+    _run(repo, first)
+    _run(repo, second)
