@@ -71,14 +71,12 @@ class Agent:
             from edge_agent._host import ServingHost
 
             self.host = ServingHost(self.config, self.models_dir)
-            for row in self.store.rows():
-                if row.committed is not None:
-                    self.host.link(row.name, row.committed)
-            serve_task = await self.host.start()
+            committed = {r.name: r.committed for r in self.store.rows() if r.committed is not None}
+            serve_task = await self.host.start(committed)
             log.info(
                 "edge agent serving: http=%d grpc=%d metrics=%d models=%s",
                 self.host.http_port, self.host.grpc_port, self.host.metrics_port,
-                ",".join(f"{n}/{v}" for n, v in sorted(self.host.linked().items())) or "-",
+                ",".join(f"{n}/{'+'.join(v)}" for n, v in self.host.serving().items()) or "-",
             )  # fmt: skip
         else:
             loop = asyncio.get_running_loop()
@@ -265,14 +263,17 @@ class Agent:
             if problem is not None:
                 await self._roll_back(row, problem)
                 return
-        base = await self.host.live_sample(row.name, row.version)
+        self.host.watch(row.name, row.version)
         began = time.monotonic()
-        while True:
-            await asyncio.sleep(_GATE_POLL_SECS)
-            sample = (await self.host.live_sample(row.name, row.version)).minus(base)
-            verdict = judge_live(sample, time.monotonic() - began, self.config)
-            if verdict.done:
-                break
+        try:
+            while True:
+                await asyncio.sleep(_GATE_POLL_SECS)
+                sample = self.host.live_sample()
+                verdict = judge_live(sample, time.monotonic() - began, self.config)
+                if verdict.done:
+                    break
+        finally:
+            self.host.watch(row.name, None)
         if not verdict.healthy:
             await self._roll_back(row, verdict.reason)
             return

@@ -64,7 +64,7 @@ _KEYS: tuple[Key, ...] = (
     Key("serve.host", str, "127.0.0.1", "Address the HTTP, gRPC and metrics endpoints listen on"),
     Key("serve.http_port", int, 8000, "HTTP port (0: any free port)", minimum=0),
     Key("serve.grpc_port", int, 8001, "gRPC port (0: any free port)", minimum=0),
-    Key("serve.metrics_port", int, 8002, "Prometheus metrics port (0: any free port); the health gate reads it", minimum=0),
+    Key("serve.metrics_port", int, 8002, "Prometheus metrics port (0: any free port)", minimum=0),
     Key("serve.cores", int, 0, "CPU cores for ONNX Runtime (0: what the device allows)", minimum=0),
     Key("download.retry_min_secs", float, 1.0, "First delay before retrying an interrupted pull or an unreachable registry", minimum=0.01),
     Key("download.retry_max_secs", float, 300.0, "Longest such delay", minimum=0.01),
@@ -79,7 +79,7 @@ _KEYS: tuple[Key, ...] = (
     Key("health.window_secs", float, 60.0, "...or after this many seconds, whichever comes first", minimum=0.1),
     Key("health.min_requests", int, 10, "Live requests needed before the error rate or p99 can trip the gate", minimum=1),
     Key("health.max_error_rate", float, 0.05, "Largest tolerated share of failed live requests in the window", minimum=0),
-    Key("health.max_p99_ms", float, 1000.0, "Largest tolerated p99 latency in the window (from the server's histogram)", minimum=0),
+    Key("health.max_p99_ms", float, 1000.0, "Largest tolerated p99 latency of the live requests in the window", minimum=0),
 )  # fmt: skip
 
 

@@ -2,73 +2,38 @@
 
 Two checks: the golden inputs shipped with the version (a KServe V2 request body plus
 the expected outputs) answer within tolerance, and the live requests of the canary
-window stay under an error rate and a p99 latency. The live numbers come from the
-server's own Prometheus counters and request-duration histogram, as deltas from the
-moment the canary began.
+window stay under an error rate and a p99 latency. The live numbers come from an
+observer on the serving core (``serving.observers``): every request the new version
+answers, with its outcome and its time in the server.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GateVerdict", "LiveSample", "compare_golden", "judge_live", "parse_metrics"]
-
-_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+__all__ = ["GateVerdict", "LiveSample", "compare_golden", "judge_live"]
 
 
 @dataclass(frozen=True, slots=True)
 class LiveSample:
-    """What a model version had answered so far, from the server's metrics."""
+    """The live requests a model version answered since its canary began."""
 
-    success: float = 0.0
-    failure: float = 0.0
-    buckets: tuple[tuple[float, float], ...] = ()  # (le, cumulative count), le ascending
-
-    def minus(self, base: LiveSample) -> LiveSample:
-        old = dict(base.buckets)
-        return LiveSample(
-            self.success - base.success,
-            self.failure - base.failure,
-            tuple((le, n - old.get(le, 0.0)) for le, n in self.buckets),
-        )
+    success: int = 0
+    failure: int = 0
+    latencies_secs: tuple[float, ...] = ()  # every request's time in the server
 
     @property
-    def total(self) -> float:
+    def total(self) -> int:
         return self.success + self.failure
 
     def p99_secs(self) -> float:
-        """The upper bound of the bucket holding the 99th percentile (inf past the last)."""
-        if not self.buckets or self.buckets[-1][1] <= 0:
+        """The nearest-rank 99th percentile (0 with no requests)."""
+        if not self.latencies_secs:
             return 0.0
-        target = 0.99 * self.buckets[-1][1]
-        for le, count in self.buckets:
-            if count >= target:
-                return le
-        return math.inf
-
-
-def parse_metrics(text: str, model: str, version: int) -> LiveSample:
-    success = failure = 0.0
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
-        if labels.get("model") != model or labels.get("version") != str(version):
-            continue
-        if name == "sluice_inference_requests_total":
-            if labels.get("outcome") == "success":
-                success = value
-            elif labels.get("outcome") == "failure":
-                failure = value
-        elif name == "sluice_request_duration_seconds_bucket":
-            buckets[float(labels["le"])] = value
-    return LiveSample(success, failure, tuple(sorted(buckets.items())))
+        ordered = sorted(self.latencies_secs)
+        return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +52,7 @@ def judge_live(sample: LiveSample, elapsed: float, config: Any) -> GateVerdict:
             return GateVerdict(True, False, f"live error rate {rate:.1%} over {int(total)} requests exceeds {config['health.max_error_rate']:.1%}")  # fmt: skip
         p99_ms = sample.p99_secs() * 1000
         if p99_ms > config["health.max_p99_ms"]:
-            return GateVerdict(True, False, f"live p99 latency <= {p99_ms:g} ms bucket over {int(total)} requests exceeds {config['health.max_p99_ms']:g} ms")  # fmt: skip
+            return GateVerdict(True, False, f"live p99 latency {p99_ms:.1f} ms over {int(total)} requests exceeds {config['health.max_p99_ms']:g} ms")  # fmt: skip
     if total >= config["health.window_requests"] or elapsed >= config["health.window_secs"]:
         return GateVerdict(True, True, f"{int(total)} live requests, {int(sample.failure)} failed")
     return GateVerdict(False, True)

@@ -1,11 +1,14 @@
-"""Sluice's serving core in the agent's process, and the one way the agent steers it.
+"""Sluice's serving core in the agent's process, steered through the desired-state contract.
 
-The agent keeps a serving repository of its own: ``<state_dir>/serve/<name>/<v>`` is a
-symbolic link to the pulled version in ``<state_dir>/models``, one version per model,
-so what the repository shows is what should serve. ``serving.server.serve`` runs on
-this loop with explicit model control, loads every linked model at start (no network
-call), and the agent switches a version through the repository API on loopback: the
-new version loads and warms while the old one keeps answering, then takes over.
+``serving.server.serve`` runs on the agent's loop over ``<state_dir>/models`` (where the
+pulls land) with explicit model control, and hands the agent its core (``attach``).
+The agent is a desired-state source (``serving.desired_state``, ``Source.EDGE``): it
+holds a target per committed version before any model loads, so a boot serves them
+with no network call, and applies a new target to switch versions; the manager loads
+and warms the new version while the old one keeps answering, then switches. An
+observer on the core (``serving.observers``) hears every request of the version in
+canary, for the health gate. The golden check goes through the HTTP endpoint on
+loopback, as a local app's request would.
 
 ``serving`` (and ONNX Runtime, gRPC, starlette) is imported only in ``start``.
 """
@@ -15,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edge_agent._config import AgentConfig
-from edge_agent._health import LiveSample, compare_golden, parse_metrics
+from edge_agent._health import LiveSample, compare_golden
 
 __all__ = ["ServingHost"]
 
@@ -41,55 +45,66 @@ class _PortListener(logging.Handler):
             self.ports[kind] = int(record.args[1])  # type: ignore[index,call-overload]
 
 
+class _CanaryWindow:
+    """An observer that keeps the outcome and time of each request of one version."""
+
+    wants_tensors = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watch: tuple[str, str] | None = None
+        self._success = 0
+        self._failure = 0
+        self._latencies: list[float] = []
+
+    def watch(self, name: str, version: int | None) -> None:
+        with self._lock:
+            self._watch = None if version is None else (name, str(version))
+            self._success = self._failure = 0
+            self._latencies = []
+
+    def sample(self) -> LiveSample:
+        with self._lock:
+            return LiveSample(self._success, self._failure, tuple(self._latencies))
+
+    def on_inference(self, record: Any) -> None:
+        if self._watch is None or (record.model, record.version) != self._watch:
+            return
+        with self._lock:
+            if record.ok:
+                self._success += 1
+            else:
+                self._failure += 1
+            self._latencies.append(record.total_ns / 1e9)
+
+    def on_execution(self, record: Any) -> None:
+        pass
+
+
 class ServingHost:
     def __init__(self, config: AgentConfig, models_dir: Path) -> None:
         self._config = config
         self.models_dir = models_dir
-        self.serve_dir = config.state_dir / "serve"
-        self.serve_dir.mkdir(parents=True, exist_ok=True)
         self._task: asyncio.Task[None] | None = None
         self._ports = _PortListener()
+        self._window = _CanaryWindow()
+        self._manager: Any = None
+        self._generation = 0
         self._http: Any = None
         self.http_port = 0
         self.grpc_port = 0
         self.metrics_port = 0
 
-    # -- the serving repository ------------------------------------------------
+    def _target(self, name: str, version: int | None) -> Any:
+        from serving.desired_state import ModelTarget, Source
 
-    def linked(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for model in sorted(self.serve_dir.iterdir()) if self.serve_dir.exists() else []:
-            versions = [int(p.name) for p in model.iterdir() if p.name.isdigit()]
-            if versions:
-                out[model.name] = max(versions)
-        return out
+        self._generation += 1
+        if version is None:
+            return ModelTarget(name, Source.EDGE, serve=False, generation=self._generation)
+        return ModelTarget(name, Source.EDGE, versions=(version,), generation=self._generation)
 
-    def link(self, name: str, version: int) -> None:
-        """Make ``version`` the one linked version of ``name`` (each step atomic)."""
-        model = self.serve_dir / name
-        model.mkdir(parents=True, exist_ok=True)
-        target = self.models_dir / name / str(version)
-        tmp = model / f".{version}.tmp"
-        tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
-        os.replace(tmp, model / str(version))
-        for other in model.iterdir():
-            if other.name.isdigit() and other.name != str(version):
-                other.unlink()
-        _fsync_dir(model)
-
-    def unlink(self, name: str) -> None:
-        model = self.serve_dir / name
-        if model.is_dir():
-            for other in model.iterdir():
-                other.unlink()
-            model.rmdir()
-            _fsync_dir(self.serve_dir)
-
-    # -- the server ------------------------------------------------------------
-
-    async def start(self) -> asyncio.Task[None]:
-        """Start serving what is linked; returns once the HTTP endpoint answers."""
+    async def start(self, committed: Mapping[str, int]) -> asyncio.Task[None]:
+        """Serve the ``committed`` versions; returns once the HTTP endpoint is ready."""
         import httpx
 
         from serving.server import serve
@@ -100,25 +115,32 @@ class ServingHost:
         if c["serve.cores"]:
             options["cores"] = c["serve.cores"]
         settings = Settings(
-            model_repository=self.serve_dir,
+            model_repository=self.models_dir,
             host=c["serve.host"],
             http_port=c["serve.http_port"],
             grpc_port=c["serve.grpc_port"],
             metrics_port=c["serve.metrics_port"],
             model_control_mode=ControlMode.EXPLICIT,
-            load_models=("*",),
+            load_models=(),
             **options,
         )
+
+        def attach(core: Any) -> None:
+            self._manager = core.manager
+            core.manager.observers.add(self._window)
+            for name, version in sorted(committed.items()):
+                core.manager.hold(self._target(name, version))
+
         logging.getLogger("sluice").addHandler(self._ports)
-        self._task = asyncio.create_task(serve(settings), name="sluice-serve")
-        while "HTTP" not in self._ports.ports or "metrics" not in self._ports.ports:
+        self._task = asyncio.create_task(serve(settings, attach=attach), name="sluice-serve")
+        while "HTTP" not in self._ports.ports:
             if self._task.done():
                 self._task.result()  # raises what stopped it
                 raise RuntimeError("the serving core stopped before it listened")
             await asyncio.sleep(0.01)
         self.http_port = self._ports.ports["HTTP"]
         self.grpc_port = self._ports.ports.get("gRPC", c["serve.grpc_port"])
-        self.metrics_port = self._ports.ports["metrics"]
+        self.metrics_port = self._ports.ports.get("metrics", c["serve.metrics_port"])
         host = c["serve.host"]
         self._http = httpx.AsyncClient(base_url=f"http://{host}:{self.http_port}", timeout=120.0)
         while True:
@@ -138,20 +160,31 @@ class ServingHost:
             await self._http.aclose()
         logging.getLogger("sluice").removeHandler(self._ports)
 
+    def serving(self) -> dict[str, list[str]]:
+        return {t: self._manager.ready_versions(t) for t in sorted(self._manager.desired.models)}
+
     async def activate(self, name: str, version: int) -> str | None:
-        """Serve ``version`` of ``name``; None once it serves, else why it could not."""
-        self.link(name, version)
-        response = await self._http.post(f"/v2/repository/models/{name}/load", json={})
-        if response.status_code != 200:
-            return _error(response)
-        ready = await self._http.get(f"/v2/models/{name}/versions/{version}/ready")
-        if ready.status_code != 200:
+        """Serve ``version`` of ``name``; None once it serves, else why it could not (what
+        was serving keeps serving)."""
+        from serving.errors import SluiceError
+
+        try:
+            await self._manager.apply(self._target(name, version))
+        except SluiceError as exc:
+            return exc.message
+        if str(version) not in self._manager.ready_versions(name):
             return f"version {version} is not ready after loading"
         return None
 
     async def deactivate(self, name: str) -> None:
-        self.unlink(name)
-        await self._http.post(f"/v2/repository/models/{name}/unload", json={})
+        await self._manager.apply(self._target(name, None))
+
+    def watch(self, name: str, version: int | None) -> None:
+        """Count the live requests of ``version`` from now on (None: stop)."""
+        self._window.watch(name, version)
+
+    def live_sample(self) -> LiveSample:
+        return self._window.sample()
 
     async def golden(self, name: str, version: int, golden: str) -> str | None:
         """Run the golden request of the version; None when the outputs match."""
@@ -163,22 +196,14 @@ class ServingHost:
         if not isinstance(doc, dict) or "inputs" not in doc:
             return f"golden file {golden}: needs 'inputs' (a V2 infer request) and 'outputs'"
         request = {"inputs": doc["inputs"]}
-        response = await self._http.post(
-            f"/v2/models/{name}/versions/{version}/infer", json=request
-        )
+        url = f"/v2/models/{name}/versions/{version}/infer"
+        response = await self._http.post(url, json=request)
         if response.status_code != 200:
             return f"golden request failed: {_error(response)}"
+        c = self._config
         return compare_golden(
-            doc,
-            response.json(),
-            self._config["health.golden_atol"],
-            self._config["health.golden_rtol"],
+            doc, response.json(), c["health.golden_atol"], c["health.golden_rtol"]
         )
-
-    async def live_sample(self, name: str, version: int) -> LiveSample:
-        host = self._config["serve.host"]
-        response = await self._http.get(f"http://{host}:{self.metrics_port}/metrics")
-        return parse_metrics(response.text, name, version)
 
 
 def _error(response: Any) -> str:
@@ -186,11 +211,3 @@ def _error(response: Any) -> str:
         return str(response.json().get("error", response.text))
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

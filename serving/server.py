@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from serving import __version__, tls
@@ -89,12 +90,23 @@ async def _start_models(core: InferenceCore, follower: RegistryFollower | None) 
     await core.start()
 
 
-async def serve(settings: Settings, worker: Supervised | None = None) -> None:
+async def serve(
+    settings: Settings,
+    worker: Supervised | None = None,
+    *,
+    attach: Callable[[InferenceCore], None] | None = None,
+) -> None:
     """``worker``: run as one of ``--workers N`` (serving.workers): share the HTTP and gRPC
-    ports, report to the supervisor, and leave the metrics port to it."""
+    ports, report to the supervisor, and leave the metrics port to it.
+
+    ``attach``: an in-process desired-state source (the edge agent) is handed the core
+    before any model loads, to hold targets (``core.manager.hold``), apply them later and
+    add observers."""
     metrics = Metrics()
     manager = ModelManager(settings, metrics)
     core = InferenceCore(settings, manager, metrics)
+    if attach is not None:
+        attach(core)
     if worker is not None:  # a load/unload through the API reaches every worker
         worker.follow_desired(manager)
     # --collect / --events (serving.monitoring): the collector observes every version

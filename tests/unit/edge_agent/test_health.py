@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from edge_agent._health import LiveSample, compare_golden, judge_live, parse_metrics
+from edge_agent._health import LiveSample, compare_golden, judge_live
 
 CONFIG = {
     "health.min_requests": 10,
@@ -10,40 +10,27 @@ CONFIG = {
     "health.window_secs": 30.0,
 }
 
-METRICS = """
-sluice_inference_requests_total{model="mlp",outcome="success",version="2"} 90.0
-sluice_inference_requests_total{model="mlp",outcome="failure",version="2"} 10.0
-sluice_inference_requests_total{model="mlp",outcome="success",version="1"} 5.0
-sluice_request_duration_seconds_bucket{le="0.01",model="mlp",version="2"} 80.0
-sluice_request_duration_seconds_bucket{le="0.25",model="mlp",version="2"} 99.0
-sluice_request_duration_seconds_bucket{le="+Inf",model="mlp",version="2"} 100.0
-"""
+
+def sample(success: int, failure: int, slow: int = 0) -> LiveSample:
+    fast = (0.001,) * (success + failure - slow)
+    return LiveSample(success, failure, fast + (0.25,) * slow)
 
 
-def test_the_servers_metrics_give_the_versions_counts_and_p99() -> None:
-    sample = parse_metrics(METRICS, "mlp", 2)
-    assert (sample.success, sample.failure) == (90.0, 10.0)
-    assert sample.p99_secs() == 0.25
-    base = LiveSample(50.0, 0.0, ((0.01, 50.0), (0.25, 50.0), (float("inf"), 50.0)))
-    delta = sample.minus(base)
-    assert (delta.success, delta.failure, delta.p99_secs()) == (
-        40.0,
-        10.0,
-        float("inf"),
-    )  # 1 of 50 past 0.25 s
+def test_p99_is_the_nearest_rank() -> None:
+    assert sample(100, 0, slow=1).p99_secs() == 0.001  # 1 slow in 100: under the 99th
+    assert sample(100, 0, slow=2).p99_secs() == 0.25
+    assert LiveSample().p99_secs() == 0.0
 
 
 def test_the_gate_waits_for_enough_requests_then_judges() -> None:
-    few = LiveSample(3, 2, ((0.01, 5.0), (float("inf"), 5.0)))
-    assert not judge_live(few, 1.0, CONFIG).done
-    bad = LiveSample(16, 4, ((0.01, 20.0), (float("inf"), 20.0)))
-    verdict = judge_live(bad, 1.0, CONFIG)
+    assert not judge_live(sample(3, 2), 1.0, CONFIG).done
+    verdict = judge_live(sample(16, 4), 1.0, CONFIG)
     assert verdict.done and not verdict.healthy and "error rate 20.0%" in verdict.reason
-    slow = LiveSample(20, 0, ((0.01, 0.0), (0.25, 20.0), (float("inf"), 20.0)))
-    assert "p99" in judge_live(slow, 1.0, CONFIG).reason
-    good = LiveSample(50, 0, ((0.01, 50.0), (float("inf"), 50.0)))
-    assert judge_live(good, 1.0, CONFIG).healthy and judge_live(good, 1.0, CONFIG).done
+    assert "p99" in judge_live(sample(20, 0, slow=20), 1.0, CONFIG).reason
+    good = judge_live(sample(50, 0), 1.0, CONFIG)
+    assert good.healthy and good.done
     assert judge_live(LiveSample(), 31.0, CONFIG).healthy  # a quiet window ends on time
+    assert not judge_live(sample(9, 0), 1.0, CONFIG).done
 
 
 def test_golden_outputs_within_tolerance() -> None:
