@@ -10,6 +10,7 @@ Importing it loads neither ``serving``, ONNX Runtime, gRPC nor starlette: those 
 when the agent starts serving, and the MQTT client loads when a link opens.
 """
 
+from edge_agent._cli import main
 from edge_agent._config import AgentConfig, ConfigError, config_keys, load_config
 from edge_agent._document import DesiredDocument, DocumentError, ModelSpec, parse_document
 from edge_agent._outbox import Outbox, OutboxMessage
@@ -30,5 +31,6 @@ __all__ = [
     "Topics",
     "config_keys",
     "load_config",
+    "main",
     "parse_document",
 ]

@@ -10,6 +10,7 @@ from serving.cli import (
     _config,
     _convert,
     _drift,
+    _edge,
     _env,
     _optimize,
     _profile,
@@ -40,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     for family in (_serve, _config, _client, _registry, _convert, _optimize, _profile, _traffic):
         family.add_commands(sub)
     _drift.add_commands(sub)
+    _edge.add_commands(sub)
     _env.add_commands(sub)
     _rollout.add_commands(sub)
     return parser
