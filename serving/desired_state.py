@@ -44,7 +44,10 @@ class ModelTarget:
     ``versions``: the versions to serve whatever the config's ``version_policy`` says
     (a pin); None lets the policy choose from what is on disk. ``traffic``: weights per
     version for requests that name none (empty: the highest ready version takes all).
-    ``config``: a config override (the repository API's ``config`` parameter).
+    ``shadow``: version -> percent of those requests copied to it, answers discarded.
+    ``sticky``: the request key (``header:NAME`` / ``parameter:NAME``) that keeps a
+    client on one version (serving.traffic). ``config``: a config override (the
+    repository API's ``config`` parameter).
     ``serve`` False: unloaded on purpose.
     """
 
@@ -54,6 +57,8 @@ class ModelTarget:
     versions: tuple[int, ...] | None = None
     traffic: Mapping[int, int] = field(default_factory=lambda: _NO_TRAFFIC)
     config: str | Mapping[str, Any] | None = None
+    shadow: Mapping[int, int] = field(default_factory=lambda: _NO_TRAFFIC)
+    sticky: str = ""
     generation: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +76,10 @@ class ModelTarget:
             object.__setattr__(
                 self, "traffic", MappingProxyType(dict(sorted(self.traffic.items())))
             )
+        if self.shadow:
+            if any(not 0 <= p <= 100 for p in self.shadow.values()):
+                raise ValueError(f"model '{self.name}': shadow shares are percentages (0-100)")
+            object.__setattr__(self, "shadow", MappingProxyType(dict(sorted(self.shadow.items()))))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +94,10 @@ class ModelTarget:
             out["traffic"] = {str(v): w for v, w in self.traffic.items()}
         if self.config is not None:
             out["config"] = self.config if isinstance(self.config, str) else dict(self.config)
+        if self.shadow:
+            out["shadow"] = {str(v): p for v, p in self.shadow.items()}
+        if self.sticky:
+            out["sticky"] = self.sticky
         return out
 
     @classmethod
@@ -98,6 +111,8 @@ class ModelTarget:
                 versions=None if versions is None else tuple(int(v) for v in versions),
                 traffic={int(v): int(w) for v, w in (data.get("traffic") or {}).items()},
                 config=data.get("config"),
+                shadow={int(v): int(p) for v, p in (data.get("shadow") or {}).items()},
+                sticky=str(data.get("sticky") or ""),
                 generation=int(data.get("generation", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -60,6 +60,8 @@ class ModelManager:
         self.started = False  # start() has begun: targets from now on are reconciled
         # Told about each target set through the repository API (--workers N broadcasts it).
         self.api_listeners: list[TargetListener] = []
+        # Told about every target held, from any source (serving.traffic reads its split).
+        self.target_listeners: list[TargetListener] = []
         # Told as versions load, fail to load and unload (serving.monitoring's events).
         self.lifecycle_listeners: list[LifecycleListener] = self._reconciler.listeners
 
@@ -202,6 +204,10 @@ class ModelManager:
         if target.generation > 0 and not target.newer_than(held):
             return False
         self.desired = self.desired.with_target(target)
+        stamped = self.desired.target(target.name)
+        assert stamped is not None
+        for listener in self.target_listeners:
+            listener(stamped)
         return True
 
     async def _reconcile(self, name: str) -> None:
@@ -250,10 +256,20 @@ class ModelManager:
             raise InvalidArgument(f"invalid model name {name!r}")
         if not (self.repository / name).is_dir():
             raise NotFound(f"no model '{name}' in the model repository")
-        held = self.desired.target(name)
-        versions = held.versions if held is not None else None
-        target = ModelTarget(name, Source.API, versions=versions, config=config_override)
+        held = self.desired.target(name) or ModelTarget(name)
+        target = dataclasses.replace(
+            held, source=Source.API, serve=True, config=config_override, generation=0
+        )  # keeps a pin and a traffic split
         await self._apply_from_api(target)
+
+    def set_split(self, target: ModelTarget) -> None:
+        """The admin API's traffic split (``target``'s traffic, shadow and sticky): held
+        as the intent, shared with every worker like a load, and nothing reloaded here."""
+        self.hold(target)
+        stamped = self.desired.target(target.name)
+        assert stamped is not None
+        for listener in self.api_listeners:
+            listener(stamped)
 
     async def unload(self, name: str) -> None:
         """The repository API's unload."""

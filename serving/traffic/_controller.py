@@ -1,8 +1,10 @@
 """Holds each model's traffic split, installs it as the router's policy, runs shadows.
 
 Splits come from two places: a model config's parameters (``sluice.traffic``,
-``sluice.shadow``, ``sluice.sticky``, read whenever the model loads) and the admin API
-(``set``), which wins over the config until it is cleared. Shadow copies run as their
+``sluice.shadow``, ``sluice.sticky``, read whenever a version of the model loads or
+unloads) and the desired state (``ModelTarget.traffic`` / ``shadow`` / ``sticky``),
+which the admin API sets (``set``) and ``--workers N`` relays to every worker; the
+desired state's split wins over the config's until it is cleared. Shadow copies run as their
 own tasks: at most ``max_inflight`` per shadow version at once, past that a copy is
 dropped and counted, so a slow or failing shadow never holds up or fails the primary.
 """
@@ -10,18 +12,20 @@ dropped and counted, so a slow or failing shadow never holds up or fails the pri
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from serving.desired_state import ModelTarget, Source
 from serving.errors import InvalidArgument
 from serving.traffic._arms import SHADOW, ArmObserver, compare
 from serving.traffic._policy import SplitPolicy
-from serving.traffic._split import TrafficSplit
+from serving.traffic._split import StickyKey, TrafficSplit
 from serving.types import InferRequest, InferResponse
 
 if TYPE_CHECKING:
-    from serving.manager import ModelManager
+    from serving.manager import LifecycleEvent, ModelManager
     from serving.metrics import Metrics
     from serving.model import ModelVersion
     from serving.router import Router
@@ -58,7 +62,9 @@ class TrafficController:
         self.max_inflight = max_inflight
         self.arms = ArmObserver(metrics)
         manager.observers.add(self.arms)
-        self._set: dict[str, TrafficSplit] = {}  # through the admin API
+        manager.target_listeners.append(self._on_target)
+        manager.lifecycle_listeners.append(self._on_lifecycle)
+        self._set: dict[str, TrafficSplit] = {}  # the desired state's (the admin API)
         self._config: dict[str, TrafficSplit] = {}  # from config parameters
         self._inflight: dict[tuple[str, int], int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -86,7 +92,8 @@ class TrafficController:
             self._install(model)
 
     def set(self, name: str, split: TrafficSplit | None) -> None:
-        """The admin API: ``split`` wins over the config (None or empty: back to the config)."""
+        """The admin API: ``split`` wins over the config (None or empty: back to the
+        config). It becomes the model's desired state, so every worker takes it."""
         if split is not None and not split.empty:
             self.manager.get(name)  # NotFound / Unavailable as a client should see them
             missing = split.versions() - set(self.manager.ready(name))
@@ -95,16 +102,49 @@ class TrafficController:
                     f"model '{name}' has no ready version {min(missing)} "
                     f"(ready: {', '.join(self.manager.ready_versions(name)) or 'none'})"
                 )
-            self._set[name] = split
         else:
             if name not in self._set and name not in self._config:
                 self.manager.get(name)
-            self._set.pop(name, None)
-        self._install(name)
+            split = TrafficSplit()
+        held = self.manager.desired.target(name) or ModelTarget(name)
+        try:
+            target = dataclasses.replace(
+                held,
+                source=Source.API,
+                traffic=split.weights,
+                shadow=split.shadow,
+                sticky=str(split.sticky or ""),
+                generation=0,
+            )
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        self.manager.set_split(target)  # tells _on_target here, and the other workers
         now, _ = self.split(name)
         log.info(
             "model '%s': traffic %s", name, now.to_json() if now else "to the highest ready version"
         )
+
+    def _on_target(self, target: ModelTarget) -> None:
+        """The desired state changed for ``target.name`` (here or relayed)."""
+        split = None
+        if target.traffic or target.shadow or target.sticky:
+            try:
+                split = TrafficSplit(
+                    target.traffic,
+                    target.shadow,
+                    StickyKey.parse(target.sticky) if target.sticky else None,
+                )
+            except ValueError as exc:
+                log.error("model '%s': ignoring the desired traffic split: %s", target.name, exc)
+        if split is None or (split.empty and split.sticky is None):
+            self._set.pop(target.name, None)
+        else:
+            self._set[target.name] = split
+        self._install(target.name)
+
+    def _on_lifecycle(self, event: LifecycleEvent) -> None:
+        if event.kind in ("loaded", "unloaded"):
+            self.sync(event.model)
 
     def _install(self, name: str) -> None:
         split, _ = self.split(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from serving.core import InferenceCore
+from serving.desired_state import ModelTarget
 from serving.errors import InvalidArgument
 from serving.examples import write_repository
 from serving.manager import ModelManager
@@ -141,5 +143,27 @@ def test_config_parameters_set_the_split(repo: Path) -> None:
             {2: 1}, sticky=StickyKey("header", "x-user")
         )
         assert (await core.infer(_request(), {"x-user": "a"})).model_version == "2"
+
+    _run(repo, scenario)
+
+
+def test_an_admin_split_is_the_models_desired_state(repo: Path) -> None:
+    async def scenario(core: InferenceCore) -> None:
+        relayed: list[ModelTarget] = []
+        core.manager.api_listeners.append(relayed.append)  # what --workers N relays
+        core.traffic_set(MODEL, {"traffic": {"1": 3}, "shadow": {"2": 5}, "sticky": "header:u"})
+        target = core.manager.desired.target(MODEL)
+        assert target is not None and relayed == [target]
+        assert target.to_json()["traffic"] == {"1": 3}
+        assert (target.to_json()["shadow"], target.sticky) == ({"2": 5}, "header:u")
+        assert ModelTarget.from_json(target.to_json()) == target
+        # a target relayed from another worker installs its split here
+        await core.manager.apply(
+            dataclasses.replace(target, traffic={2: 1}, shadow={}, generation=0)
+        )
+        assert (await core.infer(_request())).model_version == "2"
+        core.traffic_set(MODEL, {})
+        assert not core.manager.desired.target(MODEL).traffic  # type: ignore[union-attr]
+        assert (await core.infer(_request())).model_version == "3"
 
     _run(repo, scenario)
