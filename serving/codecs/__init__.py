@@ -17,13 +17,19 @@ json_to_array = _impl.json_to_array
 array_to_json = _impl.array_to_json
 binary_to_array = _impl.binary_to_array
 array_to_binary = _impl.array_to_binary
+split_json_data = _impl.split_json_data
+json_text_to_array = _impl.json_text_to_array
+array_to_json_text = _impl.array_to_json_text
 
 __all__ = [
     "IMPLEMENTATION",
     "array_to_binary",
     "array_to_json",
+    "array_to_json_text",
     "binary_to_array",
     "decode_bytes",
     "encode_bytes",
+    "json_text_to_array",
     "json_to_array",
+    "split_json_data",
 ]

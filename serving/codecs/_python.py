@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import struct
 from typing import Any
 
@@ -10,14 +12,18 @@ import numpy as np
 from serving.codecs import _common as c
 from serving.codecs._common import array_to_json
 from serving.datatypes import DataType
+from serving.errors import InvalidArgument
 
 __all__ = [
     "array_to_binary",
     "array_to_json",
+    "array_to_json_text",
     "binary_to_array",
     "decode_bytes",
     "encode_bytes",
+    "json_text_to_array",
     "json_to_array",
+    "split_json_data",
 ]
 
 _U32 = struct.Struct("<I")
@@ -167,3 +173,41 @@ def array_to_binary(arr: np.ndarray, datatype: DataType) -> bytes | memoryview:
     if datatype.is_bytes:
         return encode_bytes(arr)
     return c.array_to_binary(arr, datatype)
+
+
+def split_json_data(doc: Any) -> None:
+    """Always None: this twin parses the whole request document with ``json``."""
+    return None
+
+
+def json_text_to_array(
+    doc: Any,
+    start: int,
+    end: int,
+    datatype: DataType,
+    shape: tuple[int, ...],
+    *,
+    name: str = "",
+) -> np.ndarray | None:
+    """``json_to_array`` of the JSON array in ``doc[start:end]``; None where ``json`` or
+    ``json_to_array`` refuses it (the caller then decodes the whole document, which names
+    the error)."""
+    try:
+        data = json.loads(bytes(memoryview(doc)[start:end]), parse_float=_finite_float)
+        if not isinstance(data, list):
+            return None
+        return json_to_array(data, datatype, shape, name=name)
+    except (ValueError, RecursionError, UnicodeError, InvalidArgument):
+        return None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range of a 64-bit float")
+    return value
+
+
+def array_to_json_text(arr: np.ndarray, datatype: DataType) -> bytes:
+    """The compact JSON text of ``array_to_json(arr, datatype)``."""
+    return json.dumps(array_to_json(arr, datatype), separators=(",", ":")).encode()

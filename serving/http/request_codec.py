@@ -11,6 +11,7 @@ import json
 import math
 import re
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -208,14 +209,46 @@ def decode_infer_request(
                 f"Inference-Header-Content-Length {header_length} is out of range for a "
                 f"{len(body)}-byte body"
             )
-        header = parse_json(memoryview(body)[:header_length])
         binary: memoryview | None = memoryview(body)[header_length:]
-        return _build_request(header, model_name, model_version, binary, msgpack_form=False)
+        return _decode_json(memoryview(body)[:header_length], model_name, model_version, binary)
     if _media_type(content_type) in MSGPACK_TYPES:
         return _build_request(
             _parse_msgpack(body), model_name, model_version, None, msgpack_form=True
         )
-    return _build_request(parse_json(body), model_name, model_version, None, msgpack_form=False)
+    return _decode_json(body, model_name, model_version, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _DataText:
+    """An input's "data" array left as JSON text, for the codec to scan into an array."""
+
+    doc: bytes | memoryview
+    start: int
+    end: int
+
+
+class _SlowPath(Exception):
+    """The data text is not for the scanner: decode the whole document the other way."""
+
+
+def _decode_json(
+    doc: bytes | memoryview, model_name: str, model_version: str, binary: memoryview | None
+) -> InferRequest:
+    """A JSON request document. Where the codec twin splits the "data" arrays out (the
+    native one does), json parses only the rest and the arrays are scanned from their
+    bytes; anything that is not a clean success is decoded again the whole-document way,
+    so every error and every answer is the one that way gives."""
+    split = codecs.split_json_data(doc)
+    if split is not None:
+        rest, spans = split
+        try:
+            header = parse_json(rest)
+            for position, start, end in spans:
+                header["inputs"][position]["data"] = _DataText(doc, start, end)
+            return _build_request(header, model_name, model_version, binary, msgpack_form=False)
+        except (SluiceError, _SlowPath):
+            pass
+    return _build_request(parse_json(doc), model_name, model_version, binary, msgpack_form=False)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -385,7 +418,13 @@ def _decode_input(
         raise InvalidArgument(f"{where} has both 'data' and parameters.binary_data_size")
     if has_data:
         data = raw["data"]
-        if msgpack_form and isinstance(data, bytes):
+        if type(data) is _DataText:
+            array = codecs.json_text_to_array(
+                data.doc, data.start, data.end, datatype, shape, name=name
+            )
+            if array is None:
+                raise _SlowPath
+        elif msgpack_form and isinstance(data, bytes):
             array = codecs.binary_to_array(data, datatype, shape, name)
         else:
             array = codecs.json_to_array(data, datatype, shape, name=name)

@@ -28,6 +28,11 @@ COMPRESS_THRESHOLD = 1024
 # Level 1: tensors compress poorly, and the server should not spend its CPU squeezing them.
 _COMPRESS_LEVEL = 1
 _MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
+_COMPACT = (",", ":")
+_quote = json.encoder.encode_basestring_ascii
+# Outputs of fewer elements go into the one json.dumps of the answer as lists: below this
+# size that is quicker than writing the answer in pieces around their text.
+_TEXT_MIN = 32
 
 
 def wants_msgpack(accept: str | None) -> bool:
@@ -52,6 +57,7 @@ def encode_infer_response(
     default_binary = _truthy(request.parameters.get("binary_data_output", False))
     placed = resp.placed
     outputs: list[dict[str, Any]] = []
+    texts: dict[int, bytes] = {}
     chunks: list[bytes | memoryview] = []
     for out in resp.outputs:
         datatype = by_name(out.datatype)
@@ -67,10 +73,12 @@ def encode_infer_response(
             chunk = codecs.array_to_binary(out.data, datatype)
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
-        else:
+        elif out.data.size < _TEXT_MIN:
             entry["data"] = codecs.array_to_json(out.data, datatype)
+        else:
+            texts[len(outputs)] = codecs.array_to_json_text(out.data, datatype)
         outputs.append(entry)
-    header = json.dumps(_envelope(resp, request, outputs), separators=(",", ":")).encode()
+    header = _json_header(_envelope(resp, request, outputs), texts)
     if not chunks:
         return header, {"Content-Type": "application/json"}
     body = b"".join([header, *chunks])
@@ -78,6 +86,41 @@ def encode_infer_response(
         "Content-Type": "application/octet-stream",
         HEADER_LENGTH: str(len(header)),
     }
+
+
+def _json_header(envelope: dict[str, Any], texts: dict[int, bytes]) -> bytes:
+    """``json.dumps(envelope)`` (compact), written piece by piece so that each output's
+    "data" text goes in as the codec wrote it from the array: no Python object per element."""
+    if not texts:
+        return json.dumps(envelope, separators=_COMPACT).encode()
+    pieces: list[bytes] = []
+    text: list[str] = ["{"]
+    for key, value in envelope.items():
+        if key != "outputs":
+            text += [_quote(key), ":", _dumps(value), ","]
+    text.append('"outputs":[')
+    for index, entry in enumerate(envelope["outputs"]):
+        if index:
+            text.append(",")
+        text.append("{")
+        for key, value in entry.items():
+            text += [_quote(key), ":", _dumps(value), ","]
+        data = texts.get(index)
+        if data is None:
+            text[-1] = "}"
+            continue
+        text.append('"data":')
+        pieces += ["".join(text).encode(), data]
+        text = ["}"]
+    text.append("]}")
+    pieces.append("".join(text).encode())
+    return b"".join(pieces)
+
+
+def _dumps(value: Any) -> str:
+    if type(value) is str:
+        return _quote(value)
+    return json.dumps(value, separators=_COMPACT)
 
 
 def _is_binary(parameters: Mapping[str, Any] | None, default: bool) -> bool:
