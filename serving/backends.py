@@ -64,6 +64,8 @@ class Backend:
 
 _BACKENDS: dict[str, Backend] = {
     "python": Backend("python", "model.py", "serving.python_backend:create_runtime", True),
+    # platform: "ensemble": the version directory holds no file (serving.ensemble)
+    "ensemble": Backend("ensemble", "", "serving.ensemble:create_runtime"),
 }
 
 
@@ -80,8 +82,9 @@ def backend_for(config: Any) -> Backend | None:
 
 def model_filename(config: Any, default: str) -> str:
     """The file a version directory of ``config``'s model holds: ``default_model_filename``,
-    else the backend's file, else ``default`` (model.onnx)."""
+    else the backend's file, else ``default`` (model.onnx); "" for a backend whose
+    versions hold no file (an ensemble: the model file is the version directory)."""
     if config.default_model_filename:
         return str(config.default_model_filename)
     backend = backend_for(config)
-    return backend.model_filename if backend is not None and backend.model_filename else default
+    return backend.model_filename if backend is not None else default

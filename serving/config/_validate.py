@@ -161,7 +161,11 @@ def _validate_instance_groups(cfg: pb.ModelConfig, source: str) -> None:
 
 def _validate_scheduling(cfg: pb.ModelConfig, source: str) -> None:
     choice = cfg.WhichOneof("scheduling_choice")
-    if choice in ("sequence_batching", "ensemble_scheduling"):
+    if (choice == "ensemble_scheduling") != (cfg.platform == "ensemble"):
+        raise InvalidArgument(
+            f'{source}: ensemble_scheduling and platform "ensemble" go together (serving.ensemble)'
+        )
+    if choice == "sequence_batching":
         raise Unsupported(f"{source}: {choice} is not supported by Sluice")
     if choice != "dynamic_batching":
         return

@@ -147,9 +147,9 @@ class VersionLoader:
         """Create the runtime and warm it up; runs in a worker thread."""
         from serving.warmup import warmup_samples
 
-        if not path.is_file():
-            raise NotFound(f"model file {path} does not exist")
         backend = backend_for(config)
+        if not (path.is_file() or (backend is not None and not backend.model_filename)):
+            raise NotFound(f"model file {path} does not exist")
         runtime: Runtime
         if backend is None:
             runtime = self._runtime_factory(path, config, self.settings)

@@ -96,13 +96,22 @@ def test_invalid_config_is_rejected_with_a_precise_message(
             "KIND_GPU",
         ),
         ("sequence_batching { }", "sequence_batching is not supported by Sluice"),
-        ("ensemble_scheduling { }", "ensemble_scheduling is not supported by Sluice"),
     ],
 )
 def test_unsupported_features_are_named(model_dir: Path, write_config, config: str, message: str):
     path = write_config(config + VALID_TENSORS)
 
     with pytest.raises(Unsupported, match=f"^{re.escape(str(path))}: {message}"):
+        load_model_config(model_dir)
+
+
+@pytest.mark.parametrize("config", ["ensemble_scheduling { }", 'platform: "ensemble"'])
+def test_ensemble_scheduling_and_the_ensemble_platform_go_together(
+    model_dir: Path, write_config, config: str
+):
+    path = write_config(config + VALID_TENSORS)
+
+    with pytest.raises(InvalidArgument, match=f"^{re.escape(str(path))}: ensemble_scheduling and"):
         load_model_config(model_dir)
 
 
