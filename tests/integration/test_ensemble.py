@@ -7,6 +7,7 @@ ensemble is checked over HTTP and gRPC with batches, against numpy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,11 @@ from tests.integration.server_process import ServerProcess
 pytestmark = pytest.mark.integration
 
 _BATCHING = "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+# A batch leaves only when full (4 rows): how the test sees the ensemble's requests batched.
+_HELD = (
+    "max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 60000000 }\n"
+    'parameters [ { key: "sluice.run_lone_at_once" value: { string_value: "false" } } ]\n'
+)
 
 
 def _onnx(nodes: list[Any], inputs: list[str], initializers: list[Any] = ()) -> bytes:  # type: ignore[assignment]
@@ -75,12 +81,14 @@ def ensemble_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         # fails at run time for more than one row (its warm-up sends one)
         "fragile": _onnx([helper.make_node("Reshape", ["x", "one_row"], ["y"])], ["x"], [shape]),
     }  # fmt: skip
+    models["held_pre"] = models["pre"]
     for name, onnx_bytes in models.items():
         (repo / name / "1").mkdir(parents=True)
         (repo / name / "1" / "model.onnx").write_bytes(onnx_bytes)
-        (repo / name / "config.pbtxt").write_text(_BATCHING)
+        (repo / name / "config.pbtxt").write_text(_HELD if name == "held_pre" else _BATCHING)
     ensembles = {
         "ens": STEPS,
+        "ens_held": [_step("held_pre", {"x": "INPUT"}, {"y": "doubled"}), *STEPS[1:]],
         "ens_fragile": [*STEPS[:2], _step("fragile", {"x": "doubled"}, {"y": "tripled"}), STEPS[3]],
         "ens_cycle": [STEPS[0], _step("left", {"x": "tripled"}, {"y": "plus_one"}),
                       _step("right", {"x": "plus_one"}, {"y": "tripled"}), STEPS[3]],
@@ -164,3 +172,25 @@ def test_a_failing_step_is_named_in_the_error(ensemble_server: ServerProcess) ->
         answer = client.post("/v2/models/ens_fragile/infer", json=body)
     assert answer.status_code >= 400
     assert "ensemble 'ens_fragile' step 3 (model 'fragile')" in answer.json()["error"], answer.text
+
+
+def test_concurrent_ensemble_requests_share_a_composing_models_batch(
+    ensemble_server: ServerProcess,
+) -> None:
+    rng = np.random.default_rng(4)
+    rows = [rng.random((1, 4), dtype=np.float32) for _ in range(4)]
+    client = grpcclient.InferenceServerClient(ensemble_server.grpc_url)
+    done: list[Any] = []
+    for x in rows:
+        inp = grpcclient.InferInput("INPUT", [1, 4], "FP32")
+        inp.set_data_from_numpy(x)
+        client.async_infer("ens_held", [inp], lambda result, error: done.append((result, error)))
+    deadline = time.monotonic() + 60  # a safety net: the batch leaves when the 4th row comes
+    while len(done) < 4:
+        assert time.monotonic() < deadline, done
+        time.sleep(0.01)
+    answers = sorted(tuple(r.as_numpy("OUTPUT").ravel()) for r, e in done if e is None)
+    assert answers == sorted(tuple(_by_hand(x).ravel()) for x in rows)
+    held = _stats(ensemble_server, "held_pre")
+    # the four ensemble requests reached held_pre's batcher as one execution of four rows
+    assert (held["inference_count"], held["execution_count"]) == (4, 1)
