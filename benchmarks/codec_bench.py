@@ -130,7 +130,53 @@ def run_micro_benchmarks(budget: float = 2.0) -> list[MicroResult]:
             note,
         )
     )
+    results.extend(_json_text(native, python, budget, note, rng))
     results.append(_batch_assembly(budget))
+    return results
+
+
+def _json_text(
+    native: Any, python: Any, budget: float, note: str, rng: np.random.Generator
+) -> list[MicroResult]:
+    """The JSON request and answer path: a "data" array's bytes -> ndarray (the native
+    twin scans them; the pure-Python one runs json and json_to_array), and an output
+    array -> its "data" text. Values as clients write them: float32 through repr (17
+    digits) and short decimals."""
+    import json
+
+    from serving.datatypes import by_name
+
+    fp32 = by_name("FP32")
+    shape = (1, 150_000)
+    results = []
+    for label, values in (
+        ("repr", rng.standard_normal(150_000).astype(np.float32).tolist()),
+        ("short", np.round(rng.standard_normal(150_000), 4).tolist()),
+    ):
+        text = json.dumps(values).encode()
+        results.append(
+            _pair(
+                f"codec_json_text_to_array_fp32_150k_{label}",
+                f"JSON data bytes -> ndarray, 150k FP32 elements ({label} decimals)",
+                (lambda t=text: native.json_text_to_array(t, 0, len(t), fp32, shape))
+                if native
+                else None,
+                lambda t=text: python.json_text_to_array(t, 0, len(t), fp32, shape),
+                budget,
+                note,
+            )
+        )
+    arr = rng.standard_normal(shape).astype(np.float32)
+    results.append(
+        _pair(
+            "codec_array_to_json_text_fp32_150k",
+            "ndarray -> JSON data text, 150k FP32 elements",
+            (lambda: native.array_to_json_text(arr, fp32)) if native else None,
+            lambda: python.array_to_json_text(arr, fp32),
+            budget,
+            note,
+        )
+    )
     return results
 
 

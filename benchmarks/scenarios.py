@@ -137,4 +137,11 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("codecs", "speedup", "python", 5.0, "higher", "codec_bytes_decode_10k"),
     Comparison("codecs", "speedup", "python", 5.0, "higher", "codec_json_to_array_fp32_150k"),
     Comparison("codecs", "speedup", "python", 2.0, "higher", "batch_assembly_32"),
+    Comparison(
+        "codecs", "speedup", "python", None, "higher", "codec_json_text_to_array_fp32_150k_repr"
+    ),
+    Comparison(
+        "codecs", "speedup", "python", None, "higher", "codec_json_text_to_array_fp32_150k_short"
+    ),
+    Comparison("codecs", "speedup", "python", None, "higher", "codec_array_to_json_text_fp32_150k"),
 )
