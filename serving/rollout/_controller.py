@@ -6,13 +6,21 @@ the baseline alone, saying why in the log and in ``status``. After the last step
 promotes the candidate (all traffic) and, when asked, moves a registry alias to it.
 Each rollout's state is written to ``<state_dir>/<model>.json`` after every decision,
 and ``resume`` picks up the running ones after a restart, at the step they were on.
+
+Under ``--workers N`` one process runs a rollout: the one holding the lock on
+``<model>.lock`` (taken at start or resume). The splits it sets reach every worker
+through the desired state; the others answer ``status`` from the state file, and an
+``abort`` taken by another worker is written there, where the running one sees it
+before its next decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +97,7 @@ class RolloutController:
         self._rollouts: dict[str, RolloutState] = {}
         self._marks: dict[str, tuple[Snapshot, Snapshot]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, int] = {}  # the rollouts this process runs: lock file fds
 
     # -- the admin surface ---------------------------------------------------
 
@@ -96,7 +105,8 @@ class RolloutController:
         """Begin a rollout of ``spec.to``; ``run`` False leaves the stepping to
         ``evaluate`` calls (tests)."""
         current = self._rollouts.get(name)
-        if current is not None and current.state == RUNNING:
+        on_disk = self._on_disk(name)
+        if any(s is not None and s.state == RUNNING for s in (current, on_disk)):
             raise InvalidArgument(f"model '{name}' already has a rollout running (abort it first)")
         manager = self.traffic.manager
         manager.get(name)
@@ -108,6 +118,8 @@ class RolloutController:
             raise InvalidArgument(
                 f"model '{name}': no baseline version to compare version {spec.to} with"
             )
+        if not self._claim(name):
+            raise InvalidArgument(f"model '{name}' already has a rollout running in another worker")
         phase = _SHADOW_PHASE if spec.shadow_first else 0
         state = RolloutState(name, spec, baseline, phase, started=self.clock())
         self._rollouts[name] = state
@@ -118,19 +130,22 @@ class RolloutController:
         return state.to_json()
 
     def status(self, name: str) -> dict[str, Any]:
-        state = self._rollouts.get(name)
+        state = self._rollouts.get(name) if self._runs(name) else None
+        state = state or self._on_disk(name) or self._rollouts.get(name)
         if state is None:
             raise NotFound(f"model '{name}' has no rollout")
         return state.to_json()
 
     async def abort(self, name: str) -> dict[str, Any]:
-        state = self._rollouts.get(name)
+        state = self._rollouts.get(name) if self._runs(name) else None
+        state = state or self._on_disk(name)
         if state is None or state.state != RUNNING:
             raise InvalidArgument(f"model '{name}' has no rollout running")
         self._stop_task(name)
         self._split(state, {state.baseline: 100})
         state.state = ABORTED
         self._note(state, "abort", "aborted: all traffic back to the baseline")
+        self._release(name)
         return state.to_json()
 
     async def resume(self) -> None:
@@ -143,9 +158,12 @@ class RolloutController:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error("ignoring rollout state %s: %s", path, exc)
                 continue
-            self._rollouts[state.model] = state
             if state.state != RUNNING:
+                self._rollouts[state.model] = state
                 continue
+            if not self._claim(state.model):
+                continue  # another worker resumed it
+            self._rollouts[state.model] = state
             try:
                 self._enter(state)
             except Exception as exc:
@@ -157,6 +175,45 @@ class RolloutController:
     async def close(self) -> None:
         for name in list(self._tasks):
             self._stop_task(name)
+        for name in list(self._locks):
+            self._release(name)
+
+    # -- which process runs a rollout ------------------------------------------
+
+    def _runs(self, name: str) -> bool:
+        return self.state_dir is None or name in self._locks
+
+    def _claim(self, name: str) -> bool:
+        """Take the lock that makes this process the one running ``name``'s rollout."""
+        if self._runs(name):
+            return True
+        assert self.state_dir is not None
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.state_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("rollout of '%s': no lock file (%s); running it here", name, exc)
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._locks[name] = fd
+        return True
+
+    def _release(self, name: str) -> None:
+        fd = self._locks.pop(name, None)
+        if fd is not None:
+            os.close(fd)  # and the lock with it
+
+    def _on_disk(self, name: str) -> RolloutState | None:
+        if self.state_dir is None:
+            return None
+        try:
+            return RolloutState.from_json(json.loads((self.state_dir / f"{name}.json").read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     # -- stepping ----------------------------------------------------------------
 
@@ -200,10 +257,15 @@ class RolloutController:
         state = self._rollouts[name]
         while state.state == RUNNING:
             await asyncio.sleep(state.spec.interval_s)
+            written = self._on_disk(name)
+            if written is not None and written.state != RUNNING:  # aborted by another worker
+                self._rollouts[name] = written
+                break
             try:
                 await self.evaluate(name)
             except Exception:
                 log.exception("rollout of '%s': the evaluation failed; holding", name)
+        self._release(name)  # finished: another worker may start the next one
 
     def _stop_task(self, name: str) -> None:
         task = self._tasks.pop(name, None)

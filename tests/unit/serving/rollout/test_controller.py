@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from serving.core import InferenceCore
+from serving.errors import InvalidArgument
 from serving.examples import write_repository
 from serving.manager import ModelManager
 from serving.metrics import Metrics
@@ -89,3 +91,36 @@ def test_a_running_rollout_resumes_after_a_restart(repo: Path) -> None:
 
     _run(repo, first)
     _run(repo, second)
+
+
+def test_one_process_runs_a_rollout_and_the_others_read_and_abort_it(repo: Path) -> None:
+    # Two cores over one repository stand for two workers of --workers 2.
+    async def main() -> None:
+        cores = []
+        for _ in range(2):
+            settings = Settings(model_repository=repo, cores=1)
+            metrics = Metrics()
+            core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
+            await core.start()
+            cores.append(core)
+        runner, other = cores
+        try:
+            fast = dataclasses.replace(SPEC, interval_s=0.01, min_samples=10**6)  # holds
+            await runner.rollout.start(MODEL, fast)
+            assert other.rollout_status(MODEL)["state"] == "running"  # from the state file
+            with pytest.raises(InvalidArgument, match="already has a rollout running"):
+                await other.rollout.start(MODEL, SPEC, run=False)
+            await other.rollout_abort(MODEL)
+            for _ in range(3000):  # the runner reads the file before its next decision
+                if runner.rollout_status(MODEL)["state"] != "running":
+                    break
+                await asyncio.sleep(0.01)
+            assert runner.rollout_status(MODEL)["state"] == "aborted"
+            assert runner.rollout_status(MODEL)["history"][-1]["action"] == "abort"
+            assert other.traffic.split(MODEL)[0].weights == {1: 100}
+            await other.rollout.start(MODEL, SPEC, run=False)  # the lock was released
+        finally:
+            for core in cores:
+                await core.close()
+
+    asyncio.run(main())
