@@ -11,7 +11,7 @@ being wired into the loader, the config completion or the repository.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ __all__ = [
     "Backend",
     "BackendContext",
     "BackendFactory",
+    "RequestInputs",
     "backend_for",
     "model_filename",
     "register",
@@ -44,6 +45,26 @@ class BackendContext:
     models: Callable[[str, str], ModelVersion] | None = None
     # The server's event loop, for runtimes whose worker threads must run a peer's infer.
     loop: asyncio.AbstractEventLoop | None = None
+    # Tells the manager, from any thread, that this runtime can serve no more (with why):
+    # the version stops serving and its reason shows in the repository index.
+    failed: Callable[[Any, str], None] | None = None
+
+
+class RequestInputs(dict[str, Any]):
+    """A request's inputs with its id and parameters, for runtimes that declare
+    ``takes_request = True`` (a Python model's ``execute``, an ensemble's steps).
+
+    The scheduler and the batcher hand a runtime the inputs mapping they were given,
+    so the request's own values travel with it without widening the scheduler's seam."""
+
+    __slots__ = ("parameters", "request_id")
+
+    def __init__(
+        self, inputs: Mapping[str, Any], request_id: str, parameters: Mapping[str, Any]
+    ) -> None:
+        super().__init__(inputs)
+        self.request_id = request_id
+        self.parameters = parameters
 
 
 BackendFactory = Callable[[Path, Any, BackendContext], "Runtime"]

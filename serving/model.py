@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from serving.backends import RequestInputs
 from serving.datatypes import DataType, by_config_name
 from serving.errors import InvalidArgument, SluiceError, Unavailable
 from serving.metrics import Metrics
@@ -147,6 +148,8 @@ class ModelVersion:
         self.config = config
         self.runtime = runtime
         self.scheduler = scheduler
+        # A runtime that hands the request's id and parameters to a model's code.
+        self._takes_request = bool(getattr(runtime, "takes_request", False))
         self.metrics = metrics
         self.lineage = dict(lineage or {})  # registry lineage, for metadata parameters
         self.max_batch_size = int(config.max_batch_size)
@@ -286,6 +289,8 @@ class ModelVersion:
         wants_tensors = self.observers.wants_tensors
         try:
             inputs, names, batch = self.prepare(request)
+            if self._takes_request:
+                inputs = RequestInputs(inputs, request.id, request.parameters)
             prepared = time.perf_counter_ns()
             execution = await self.scheduler.schedule(inputs, names, batch, request.parameters)
             queue_ns = execution.queue_ns

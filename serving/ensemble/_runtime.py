@@ -31,6 +31,7 @@ MAX_INFLIGHT = 16
 
 class EnsembleRuntime:
     inline = False  # an execution waits on other models: never on the event loop
+    takes_request = True  # each step's request carries the ensemble request's id and parameters
     providers = ["ensemble"]
 
     def __init__(
@@ -58,6 +59,8 @@ class EnsembleRuntime:
         return {name: tensors[name] for name in output_names}
 
     async def execute(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request_id = str(getattr(inputs, "request_id", "") or "")
+        parameters: Mapping[str, Any] = getattr(inputs, "parameters", None) or {}
         tensors: dict[str, np.ndarray] = dict(inputs)
         waiting = list(self.steps)
         running: dict[asyncio.Task[dict[str, np.ndarray]], Step] = {}
@@ -65,7 +68,10 @@ class EnsembleRuntime:
             while waiting or running:
                 for step in [s for s in waiting if all(t in tensors for _, t, _ in s.inputs)]:
                     waiting.remove(step)
-                    running[asyncio.create_task(self._run_step(step, tensors))] = step
+                    task = asyncio.create_task(
+                        self._run_step(step, tensors, request_id, parameters)
+                    )
+                    running[task] = step
                 if not running:  # cannot happen after validation; never hang on it
                     raise Unavailable(f"ensemble '{self.name}': no step can run")
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -94,7 +100,11 @@ class EnsembleRuntime:
         ) from exc
 
     async def _run_step(
-        self, step: Step, tensors: Mapping[str, np.ndarray]
+        self,
+        step: Step,
+        tensors: Mapping[str, np.ndarray],
+        request_id: str = "",
+        parameters: Mapping[str, Any] | None = None,
     ) -> dict[str, np.ndarray]:
         model = self._models(step.model, step.version)
         request = InferRequest(
@@ -103,7 +113,9 @@ class EnsembleRuntime:
                 InferInput(model_input, datatype, tuple(tensors[tensor].shape), tensors[tensor])
                 for model_input, tensor, datatype in step.inputs
             ),
+            id=request_id,
             outputs=tuple(RequestedOutput(model_output) for model_output, _ in step.outputs),
+            parameters=parameters if parameters is not None else {},
         )
         response = await model.infer(request)
         by_name = {o.name: o.data for o in response.outputs}

@@ -87,6 +87,8 @@ class VersionLoader:
         # (serving.backends: BLS, ensembles); the manager sets both.
         self.models: Callable[[str, str], ModelVersion] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Told (from any thread) when a backend's runtime can serve no more; the manager sets it.
+        self.failed: Callable[[Any, str], None] | None = None
         # Where the schedulers run model executions (shared by every version).
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sluice-exec")
 
@@ -154,7 +156,9 @@ class VersionLoader:
         if backend is None:
             runtime = self._runtime_factory(path, config, self.settings)
         else:
-            context = BackendContext(self.settings, name, version, self.models, self.loop)
+            context = BackendContext(
+                self.settings, name, version, self.models, self.loop, self.failed
+            )
             runtime = backend.create(path, config, context)
         try:
             # Another backend's model runs only the warm-up its config states: a derived

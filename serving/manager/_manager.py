@@ -22,7 +22,13 @@ from serving.errors import InvalidArgument, NotFound, SluiceError, Unavailable, 
 from serving.manager._loader import RuntimeFactory, VersionLoader
 from serving.manager._poller import RepositoryPoller
 from serving.manager._reconciler import LifecycleListener, Reconciler
-from serving.manager._records import READY, UNAVAILABLE, LoadFailed, ModelRecord
+from serving.manager._records import (
+    READY,
+    UNAVAILABLE,
+    LoadFailed,
+    ModelRecord,
+    VersionStatus,
+)
 from serving.metrics import Metrics
 from serving.model import ModelVersion
 from serving.observers import ObserverSet
@@ -52,6 +58,8 @@ class ModelManager:
         self._records: dict[str, ModelRecord] = {}
         self._loader = VersionLoader(settings, metrics, self.observers, runtime_factory)
         self._loader.models = self.get  # what a Python model's BLS call or an ensemble reaches
+        self._loader.failed = self._runtime_failed  # a runtime that can serve no more
+        self._failing: set[asyncio.Task[None]] = set()
         self._reconciler = Reconciler(self._loader, metrics, settings.drain_timeout_secs)
         self._poller = RepositoryPoller(
             self.repository, self._records, self._reconcile_quietly, self._retire
@@ -110,6 +118,27 @@ class ModelManager:
             record.serving = {}
         await self._reconciler.close()
         self._loader.close()
+
+    def _runtime_failed(self, runtime: Any, reason: str) -> None:
+        """From any thread: a serving version's runtime gave up (a Python model whose
+        instance no longer starts). The version stops serving; the index says why."""
+        loop = self._loader.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._fail_version, runtime, reason)
+
+    def _fail_version(self, runtime: Any, reason: str) -> None:
+        for record in self._records.values():
+            for number, version in record.serving.items():
+                if version.runtime is not runtime:
+                    continue
+                record.serving = {n: v for n, v in record.serving.items() if n != number}
+                record.status[number] = VersionStatus(UNAVAILABLE, reason)
+                self.metrics.model_ready.labels(record.name, str(number)).set(0)
+                log.error("model '%s' version %d failed: %s", record.name, number, reason)
+                task = asyncio.create_task(version.retire(self.settings.drain_timeout_secs))
+                self._failing.add(task)
+                task.add_done_callback(self._failing.discard)
+                return
 
     # -- lookups ------------------------------------------------------------
 

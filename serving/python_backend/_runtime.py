@@ -44,6 +44,11 @@ log = logging.getLogger("sluice.python")
 
 _DEFAULT_EXECUTE_TIMEOUT_SECS = 60.0
 _DEFAULT_LOAD_TIMEOUT_SECS = 300.0
+_DEFAULT_MAX_START_FAILURES = 5
+# Request parameters Triton consumes itself and does not hand to execute.
+_TRITON_OWN_PARAMETERS = frozenset(
+    {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout", "binary_data_output"}
+)
 _STOP_GRACE_SECS = 5.0
 _BOOTSTRAP = (
     "import json, os, sys; sys.path.extend(json.loads(os.environ.pop('SLUICE_WORKER_PATH')));"
@@ -54,6 +59,17 @@ _BOOTSTRAP = (
 def _shm_directory() -> Path:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     return Path(tempfile.mkdtemp(prefix="sluice-python-", dir=base))
+
+
+def _request_item(inputs: Mapping[str, Any], output_names: Sequence[str]) -> dict[str, Any]:
+    """What ``execute`` learns of one request beside its tensors: its id and the
+    parameters Triton would pass on (``serving.backends.RequestInputs`` carries them)."""
+    parameters = getattr(inputs, "parameters", None) or {}
+    return {
+        "id": str(getattr(inputs, "request_id", "") or ""),
+        "outputs": list(output_names),
+        "parameters": {k: v for k, v in parameters.items() if k not in _TRITON_OWN_PARAMETERS},
+    }
 
 
 def _exit_description(code: int | None) -> str:
@@ -118,7 +134,7 @@ class _Instance:
         rt = self.runtime
         assert self.sock is not None
         path, places = self.requests.write(requests)
-        items = [{"id": "", "outputs": list(output_names), "parameters": {}} for _ in requests]
+        items = [_request_item(r, output_names) for r in requests]
         send(self.sock, {"op": "execute", "file": path, "places": places, "requests": items})
         deadline = time.monotonic() + rt.execute_timeout
         while True:
@@ -205,6 +221,7 @@ class PythonRuntime:
     """``instance_group`` count worker processes running one ``model.py``."""
 
     inline = False  # executions block on another process: never on the event loop
+    takes_request = True  # execute sees each request's id and parameters
     providers = ["python"]
 
     def __init__(
@@ -231,6 +248,10 @@ class PythonRuntime:
         self.load_timeout = _seconds(
             params, "sluice.python.load_timeout_secs", _DEFAULT_LOAD_TIMEOUT_SECS
         )
+        self.max_start_failures = _count(
+            params, "sluice.python.max_start_failures", _DEFAULT_MAX_START_FAILURES
+        )
+        self.failure = ""  # why this version serves no more (its instances do not start)
         self._outputs = {s.name: s for s in tensor_specs(config.output)}
         import json
 
@@ -300,11 +321,15 @@ class PythonRuntime:
         self, requests: Sequence[Mapping[str, np.ndarray]], output_names: Sequence[str]
     ) -> list[dict[str, np.ndarray] | BaseException]:
         """Hand ``requests`` to one instance's ``execute`` as one batch."""
+        if self.failure:
+            raise Unavailable(self.failure)
         if self._closed:
             raise Unavailable(f"model '{self.name}' is unloaded")
         try:
             instance = self._idle.get(timeout=self.execute_timeout)
         except queue.Empty:
+            if self.failure:
+                raise Unavailable(self.failure) from None
             raise Unavailable(
                 f"model '{self.name}': no instance became free within "
                 f"{self.execute_timeout:g} s (instances are restarting)"
@@ -337,11 +362,16 @@ class PythonRuntime:
 
     def _restart_loop(self, instance: _Instance) -> None:
         delay = 0.5
+        failures = 0
         while not self._closed:
             try:
                 instance.start()
             except SluiceError as exc:
+                failures += 1
                 log.error("%s failed to restart: %s", instance.label, exc.message)
+                if failures >= self.max_start_failures:
+                    self._fail(instance, failures, exc.message)
+                    return
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
@@ -352,11 +382,31 @@ class PythonRuntime:
             self._idle.put(instance)
             return
 
+    def _fail(self, instance: _Instance, failures: int, reason: str) -> None:
+        """Stop restarting: the version is failed, with the last start's reason."""
+        self.failure = (
+            f"model '{self.name}' version {self.context.version} failed: instance "
+            f"{instance.index} could not be restarted ({failures} consecutive failed starts, "
+            f"sluice.python.max_start_failures); the last: {reason}"
+        )
+        log.error("%s", self.failure)
+        if self.context.failed is not None:
+            self.context.failed(self, self.failure)
+
     def close(self) -> None:
         self._closed = True
         for instance in self._all:
             instance.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _count(params: Mapping[str, str], key: str, default: int) -> int:
+    text = params.get(key)
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1000:
+        raise InvalidArgument(f"parameter {key} must be a whole number in [1, 1000], got {text!r}")
+    return int(text)
 
 
 def _seconds(params: Mapping[str, str], key: str, default: float) -> float:
