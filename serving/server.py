@@ -135,6 +135,8 @@ async def serve(
         credentials=tls.grpc_credentials(settings),
         authenticator=auth,
         max_request_bytes=settings.max_request_bytes,
+        max_connection_age_secs=settings.grpc_max_connection_age_secs,
+        max_connection_age_grace_secs=settings.grpc_max_connection_age_grace_secs,
     )
 
     loop = asyncio.get_running_loop()
@@ -183,9 +185,9 @@ async def serve(
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop()
-        # gRPC calls in flight finish (or are cancelled after the grace period)
+        # gRPC calls in flight finish (or are cancelled after --drain-timeout-secs)
         # before the core closes the models they run on.
-        await grpc_server.stop(grace=5.0 if worker is None else settings.drain_timeout_secs)
+        await grpc_server.stop(grace=settings.drain_timeout_secs)
         await asyncio.gather(*tasks, return_exceptions=True)
         if follower is not None:
             await follower.close()  # stops following and clears this deployment's pin

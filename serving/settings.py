@@ -96,6 +96,11 @@ def _control_mode(text: str) -> ControlMode:
     return ControlMode(_choice(*(m.value for m in ControlMode))(text))
 
 
+def _directory(text: str) -> Path:
+    """An absolute path, so a process that changes directory still finds it."""
+    return Path(text).resolve()
+
+
 def _workers(text: str) -> int:
     """A count, or ``auto``: one worker per CPU this process may use (``serving.cpus``)."""
     if text.strip().lower() == "auto":
@@ -153,7 +158,7 @@ class Settings:
 
     model_repository: Path = _setting(
         MISSING, "--model-repository", "Triton-layout repository: DIR/<model>/[config.pbtxt] and <version>/model.onnx",
-        parse=Path, env=False, required=True, metavar="DIR")  # fmt: skip
+        parse=_directory, metavar="DIR")  # fmt: skip
     host: str = _setting("127.0.0.1", "--host", "address to listen on")
     http_port: int = _setting(8000, "--http-port", "HTTP port; 0 picks a free one")
     grpc_port: int = _setting(8001, "--grpc-port", "gRPC port; 0 picks a free one")
@@ -200,8 +205,8 @@ class Settings:
         None, "--cache-dir", "directory for optimized-model caches; off when unset", parse=Path,
         metavar="DIR")  # fmt: skip
     drain_timeout_secs: float = _setting(
-        30.0, "--drain-timeout-secs", "how long a retired model version, or a stopping worker "
-        "under --workers, may take to finish the requests it holds", metavar="SECS")  # fmt: skip
+        30.0, "--drain-timeout-secs", "how long a retired model version, or a stopping server "
+        "or worker, may take to finish the requests it holds", metavar="SECS")  # fmt: skip
     inline_execution_us: int = _setting(
         200, "--inline-execution-us", "executions averaging under this many microseconds run on "
         "the event loop; 0: always in a thread", metavar="US")  # fmt: skip
@@ -219,14 +224,23 @@ class Settings:
         1, "--workers", "server processes (auto: one per CPU the container may use) sharing the "
         "HTTP and gRPC ports (serving.workers), each "
         "with its own models and cores/N threads", parse=_workers, metavar="N|auto")  # fmt: skip
+    # gRPC connections end after an age, so clients reconnect (and re-resolve DNS) and reach
+    # pods added since; off by default: one machine gains nothing from it (docs/kubernetes.md).
+    grpc_max_connection_age_secs: float = _setting(
+        0.0, "--grpc-max-connection-age-secs", "a gRPC connection is sent GOAWAY after this "
+        "(gRPC adds +-10% jitter), so clients reconnect; 0: never", metavar="SECS")  # fmt: skip
+    grpc_max_connection_age_grace_secs: float = _setting(
+        30.0, "--grpc-max-connection-age-grace-secs", "calls still running on a connection past "
+        "its age get this long to finish before it closes", metavar="SECS")  # fmt: skip
     # Serving from a registry (serving.following): --registry URI --model REF...
     registry: str | None = _setting(
         None, "--registry", "follow --model references in this registry: mlflow+http(s)://HOST:PORT "
         "or a local registry directory (with --model: default $SLUICE_REGISTRY, else "
         "$MLFLOW_TRACKING_URI)", parse=str, env=False, metavar="URI", group=_REGISTRY)  # fmt: skip
     registry_models: tuple[str, ...] = _setting(
-        (), "--model", "a model to pull at start and follow, e.g. models:/NAME@champion; repeatable",
-        parse=str, env=False, repeatable=True, metavar="REF", group=_REGISTRY)  # fmt: skip
+        (), "--model", "a model to pull at start and follow, e.g. models:/NAME@champion; repeatable "
+        "(the variable: references separated by spaces)",
+        parse=str, repeatable=True, metavar="REF", group=_REGISTRY)  # fmt: skip
     registry_poll_secs: float = _setting(
         30.0, "--registry-poll-secs", "seconds between registry checks for moved references",
         metavar="SECS", group=_REGISTRY)  # fmt: skip
@@ -284,16 +298,6 @@ class Settings:
     events: Path | None = _setting(
         None, "--events", "send Sluice's CloudEvents to the sinks of this TOML file",
         parse=Path, metavar="FILE", group=_MONITORING)  # fmt: skip
-    collect_spool: Path | None = _setting(
-        None, "--collect-spool", "the local spool directory (default: DEST/_spool; for a URL "
-        "DEST, <model-repository>/.sluice/collect-spool)", parse=Path, metavar="DIR",
-        group=_MONITORING)  # fmt: skip
-    drift_window: int = _setting(
-        1000, "--drift-window", "online drift: the last N collected values of each feature are "
-        "compared with the version's drift_baseline.json", metavar="N", group=_MONITORING)  # fmt: skip
-    drift_interval_secs: float = _setting(
-        30.0, "--drift-interval-secs", "online drift: how often the windows are compared",
-        metavar="SECS", group=_MONITORING)  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -317,6 +321,8 @@ class Settings:
             raise ValueError("--inline-execution-us must not be negative")
         if self.workers < 1:
             raise ValueError(f"--workers {self.workers} must be at least 1")
+        if self.grpc_max_connection_age_secs < 0 or self.grpc_max_connection_age_grace_secs < 0:
+            raise ValueError("--grpc-max-connection-age-secs and its grace must not be negative")
         self._check_registry()
         self._check_security()
         self._check_monitoring()
@@ -331,12 +337,10 @@ class Settings:
             raise ValueError(
                 "--collect-roll-secs must be positive, --collect-max-bytes not negative"
             )
-        if self.drift_window < 1 or self.drift_interval_secs <= 0:
-            raise ValueError("--drift-window must be at least 1, --drift-interval-secs positive")
         if self.collect is not None and "://" in self.collect:
-            from serving.monitoring import check_destination
-
-            check_destination(self.collect, output_max_bytes=self.collect_max_bytes)
+            raise ValueError(
+                f"--collect {self.collect!r}: only a local directory is supported so far"
+            )
         if self.collect_sink is not None and not self.collect:
             raise ValueError("--collect-sink needs --collect DEST")
         if self.events is not None:
@@ -452,11 +456,18 @@ def settings_from(values: Mapping[str, Any], environ: Mapping[str, str] | None =
         text = environ.get(option.env) if option.env is not None else None
         if value is None and text is not None and (text or f.default is not None):
             try:
-                value = option.parse(text)
+                # a repeatable setting's variable holds its values separated by spaces
+                value = (
+                    [option.parse(t) for t in text.split()]
+                    if option.repeatable
+                    else option.parse(text)
+                )
             except ValueError as exc:
                 raise ValueError(f"${option.env}: {exc}") from None
         if value is not None:
             given[f.name] = tuple(value) if option.repeatable else value
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"{option.flag} {option.metavar} is required (or ${option.env})")
     return Settings(**given)
 
 

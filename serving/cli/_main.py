@@ -12,6 +12,7 @@ from serving.cli import (
     _drift,
     _edge,
     _env,
+    _health,
     _optimize,
     _profile,
     _registry,
@@ -43,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     _drift.add_commands(sub)
     _edge.add_commands(sub)
     _env.add_commands(sub)
+    _health.add_commands(sub)
     _rollout.add_commands(sub)
     return parser
 

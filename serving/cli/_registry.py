@@ -34,8 +34,11 @@ def add_commands(sub: Any) -> None:
                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     pull.add_argument("ref", metavar="REF",
                       help="models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME@latest or models:/NAME?tag=value")  # fmt: skip
+    pull.add_argument("dest", nargs="?", type=Path, metavar="DEST",
+                      help="the model repository (as KServe's storage initializer passes it: "
+                      "REF then /mnt/models); or --model-repository")  # fmt: skip
     _registry_option(pull)
-    pull.add_argument("--model-repository", required=True, type=Path, metavar="DIR")
+    pull.add_argument("--model-repository", type=Path, metavar="DIR")
     pull.add_argument("--as", dest="install_as", metavar="NAME", help="install under another model name")  # fmt: skip
     pull.add_argument("--force", action="store_true",
                       help="replace a version directory that was not installed from this version")  # fmt: skip
@@ -129,6 +132,9 @@ def _run_registry(coro_factory: Any) -> None:
 def _pull(args: argparse.Namespace) -> None:
     from registry_client import HttpOptions, Puller, RetryPolicy, open_registry
 
+    if (args.dest is None) == (args.model_repository is None):
+        fail("sluice pull: give the model repository once: DEST or --model-repository DIR", 2)
+    args.model_repository = args.model_repository or args.dest
     if args.model_repository.exists() and not args.model_repository.is_dir():
         raise CommandError(f"model repository {args.model_repository} is not a directory")
     args.model_repository.mkdir(parents=True, exist_ok=True)  # a first pull starts one

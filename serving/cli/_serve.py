@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from typing import Any
 
 from serving.cli._errors import CommandError
@@ -21,8 +22,9 @@ def add_commands(sub: Any) -> None:
 
 
 def _serve_registry(args: argparse.Namespace) -> str | None:
-    """``--registry``, else (only when ``--model`` is given) the environment's default."""
-    if args.registry or not args.registry_models:
+    """``--registry``, else (only when ``--model`` or ``$SLUICE_MODEL`` is given) the
+    environment's default."""
+    if args.registry or not (args.registry_models or os.environ.get("SLUICE_MODEL", "").split()):
         return args.registry or None
     from registry_client import RegistryError, default_registry_uri
 
@@ -33,10 +35,7 @@ def _serve_registry(args: argparse.Namespace) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    values = vars(args) | {
-        "model_repository": args.model_repository.resolve(),
-        "registry": _serve_registry(args),
-    }
+    values = vars(args) | {"registry": _serve_registry(args)}
     try:
         settings = settings_from(values)
     except ValueError as exc:

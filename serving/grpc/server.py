@@ -43,17 +43,26 @@ class GrpcServer:
         credentials: grpc.ServerCredentials | None = None,
         authenticator: Authenticator | None = None,
         max_request_bytes: int = -1,
+        max_connection_age_secs: float = 0.0,
+        max_connection_age_grace_secs: float = 30.0,
     ) -> None:
         """``reuse_port``: share the port with the other ``--workers`` (SO_REUSEPORT); off,
         a port already in use fails loudly. ``options``: more grpcio channel arguments.
         ``credentials``: serve TLS (serving.tls). ``authenticator``: require bearer tokens
         (serving.grpc.auth); None adds no interceptor at all. ``max_request_bytes``: the
-        largest request message taken (-1: no limit)."""
+        largest request message taken (-1: no limit). ``max_connection_age_secs``: send
+        GOAWAY on a connection this old (0: never), so its client reconnects, and give its
+        calls ``max_connection_age_grace_secs`` more to finish."""
         self.core = core
         chosen = {"grpc.so_reuseport": int(reuse_port)}
         # a channel argument is a C int
         chosen["grpc.max_receive_message_length"] = min(max_request_bytes, 2**31 - 1)
         self._options = [(k, chosen.get(k, v)) for k, v in _OPTIONS] + list(options)
+        if max_connection_age_secs > 0:
+            self._options += [
+                ("grpc.max_connection_age_ms", round(max_connection_age_secs * 1000)),
+                ("grpc.max_connection_age_grace_ms", round(max_connection_age_grace_secs * 1000)),
+            ]
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()

@@ -31,30 +31,34 @@ class ServerProcess:
 
     def __init__(
         self,
-        repository: Path,
+        repository: Path | None,
         *args: str,
         log_dir: Path,
         wait_ready: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         memory_limit: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """``ssl_context``: the server runs TLS (--tls-cert); readiness is polled over
         https with this client context (CA, and a client certificate for mutual TLS).
         ``memory_limit``: the server's address space in bytes (RLIMIT_AS), so a test of a
-        memory bomb cannot take the machine down with it."""
+        memory bomb cannot take the machine down with it. ``repository`` None: no
+        --model-repository flag (``env`` gives $SLUICE_MODEL_REPOSITORY); ``env``: variables
+        added to this process's environment."""
         self.ssl_context = ssl_context
         scheme = "https" if ssl_context is not None else "http"
         self.log_path = log_dir / f"sluice-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         cmd = [
             sys.executable, "-m", "serving", "serve",
-            "--model-repository", str(repository),
+            *(["--model-repository", str(repository)] if repository is not None else []),
             "--http-port", "0", "--metrics-port", "0", "--grpc-port", "0",
             *args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_limit(memory_limit)
-        )
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_limit(memory_limit),
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
         self.http_port = self.grpc_port = self.metrics_port = 0
         self._wait_listening(timeout=60)
         self.url = f"127.0.0.1:{self.http_port}"
