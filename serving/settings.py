@@ -298,6 +298,16 @@ class Settings:
     events: Path | None = _setting(
         None, "--events", "send Sluice's CloudEvents to the sinks of this TOML file",
         parse=Path, metavar="FILE", group=_MONITORING)  # fmt: skip
+    collect_spool: Path | None = _setting(
+        None, "--collect-spool", "the local spool directory (default: DEST/_spool; for a URL "
+        "DEST, <model-repository>/.sluice/collect-spool)", parse=Path, metavar="DIR",
+        group=_MONITORING)  # fmt: skip
+    drift_window: int = _setting(
+        1000, "--drift-window", "online drift: the last N collected values of each feature are "
+        "compared with the version's drift_baseline.json", metavar="N", group=_MONITORING)  # fmt: skip
+    drift_interval_secs: float = _setting(
+        30.0, "--drift-interval-secs", "online drift: how often the windows are compared",
+        metavar="SECS", group=_MONITORING)  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.model_repository.is_dir():
@@ -337,10 +347,12 @@ class Settings:
             raise ValueError(
                 "--collect-roll-secs must be positive, --collect-max-bytes not negative"
             )
+        if self.drift_window < 1 or self.drift_interval_secs <= 0:
+            raise ValueError("--drift-window must be at least 1, --drift-interval-secs positive")
         if self.collect is not None and "://" in self.collect:
-            raise ValueError(
-                f"--collect {self.collect!r}: only a local directory is supported so far"
-            )
+            from serving.monitoring import check_destination
+
+            check_destination(self.collect, output_max_bytes=self.collect_max_bytes)
         if self.collect_sink is not None and not self.collect:
             raise ValueError("--collect-sink needs --collect DEST")
         if self.events is not None:

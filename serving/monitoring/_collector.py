@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from serving.monitoring._config import CollectConfig, CollectConfigError, sampled
+from serving.monitoring._destination import open_destination
 from serving.monitoring._parquet import OutputIndex, roll_segment
 from serving.monitoring._record import ERROR, OK, CollectRecord, RecordTooLarge, encode
 from serving.monitoring._spool import Segment, Spool, read_frames
@@ -42,14 +43,14 @@ Listener = Callable[[CollectRecord, CollectConfig], None]
 
 @dataclass(frozen=True, slots=True)
 class CollectorOptions:
-    destination: Path
+    destination: Path | str  # a local directory, a file:// URL or any fsspec URL
     queue_size: int = 10_000
     segment_bytes: int = 16 * 1024 * 1024  # a segment closes (and rolls) past this size
     roll_secs: float = 60.0  # ... or this long after its first record
     spool_max_bytes: int = 1024 * 1024 * 1024
     output_max_bytes: int = 0  # 0: no cap on the Parquet output
     default_sample_rate: float = 1.0
-    spool_dir: Path | None = None  # default: <destination>/_spool
+    spool_dir: Path | None = None  # default: <destination>/_spool; needed for a URL
 
 
 class Collector:
@@ -66,9 +67,17 @@ class Collector:
         from the writer thread; ``on_dropping(reason, count)``: told, at most once a
         minute per reason, that data is being dropped."""
         self.options = options
-        self.destination = options.destination
-        self.destination.mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(options.spool_dir or self.destination / SPOOL_DIR)
+        dest = open_destination(options.destination)
+        self.output = dest
+        self.destination: Path | str = dest.local if dest.local is not None else dest.url
+        if dest.local is not None:
+            dest.local.mkdir(parents=True, exist_ok=True)
+            spool_dir = options.spool_dir or dest.local / SPOOL_DIR
+        elif options.spool_dir is None:
+            raise ValueError(f"collecting to {dest.url!r} needs a local spool directory")
+        else:
+            spool_dir = options.spool_dir
+        self.spool = Spool(spool_dir)
         self._queue: queue.Queue[CollectRecord | None] = queue.Queue(options.queue_size)
         self._configs: dict[tuple[str, str], CollectConfig] = {}
         self._listeners: list[Listener] = []
@@ -198,7 +207,8 @@ class Collector:
     def start(self) -> None:
         """Close what a dead writer left, roll every closed segment, start the writer."""
         self.spool.adopt_orphans()
-        self._index = OutputIndex(self.destination)
+        if self.output.local is not None:
+            self._index = OutputIndex(self.output.local)
         self._roll_closed()
         self._thread = threading.Thread(target=self._run, name="sluice-collect", daemon=True)
         self._thread.start()
@@ -308,22 +318,26 @@ class Collector:
             over -= size
 
     def _roll_closed(self) -> None:
-        assert self._index is not None
+        out = self.output
         for path in self.spool.closed_segments():
             try:
                 with self.spool.claim(path) as claimed:  # another worker may be rolling it
                     if not claimed:
                         continue
-                    written = roll_segment(path, self.destination)
+                    if out.local is not None:
+                        written = roll_segment(path, out.local)
+                    else:
+                        written = roll_segment(path, out.root, fs=out.fs)
             except Exception as exc:  # keep the segment: the next roll tries again
                 log.error("rolling %s into Parquet failed: %s", path.name, exc)
                 return
-            self._index.added(p for p, _ in written)
+            if self._index is not None:
+                self._index.added(Path(p) for p, _ in written)
             rows = sum(n for _, n in written)
             self.rows_written += rows
             if self._gauge_rows is not None:
                 self._gauge_rows.inc(rows)
-        if self.options.output_max_bytes:
+        if self._index is not None and self.options.output_max_bytes:
             removed = self._index.evict_over(self.options.output_max_bytes)
             if removed:
                 self._drop("output_cap", removed)

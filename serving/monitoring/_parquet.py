@@ -129,22 +129,37 @@ def _write_durably(table: Any, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
-def roll_segment(segment: Path, destination: Path) -> list[tuple[Path, int]]:
-    """Write a closed segment's records as Parquet under ``destination``, then remove
-    the segment. Returns the files written and their row counts."""
+def _write_remote(table: Any, fs: Any, final: str) -> None:
+    """One write to the final name: an object store shows the file only once complete."""
+    import pyarrow.parquet as pq
+
+    fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(final, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
+
+
+def roll_segment(
+    segment: Path, destination: Path | str, *, fs: Any = None
+) -> list[tuple[Path | str, int]]:
+    """Write a closed segment's records as Parquet under ``destination`` (a local
+    directory, or with ``fs`` an fsspec filesystem's root path), then remove the
+    segment. Returns the files written and their row counts."""
     groups: dict[tuple[str, str, str], list[SpooledRecord]] = defaultdict(list)
     for payload in read_frames(segment):
         record = decode(payload)
         groups[partition_of(record)].append(record)
-    written = []
+    written: list[tuple[Path | str, int]] = []
     for (model, version, day), records in sorted(groups.items()):
         table = _table(records)
-        final = (
-            destination / f"model={model}" / f"version={version}" / f"date={day}"
-            / f"part-{segment.stem}.parquet"
-        )  # fmt: skip
-        _write_durably(table, final)
-        written.append((final, table.num_rows))
+        relative = f"model={model}/version={version}/date={day}/part-{segment.stem}.parquet"
+        if fs is None:
+            final = Path(destination) / relative
+            _write_durably(table, final)
+            written.append((final, table.num_rows))
+        else:
+            remote = f"{destination}/{relative}"
+            _write_remote(table, fs, remote)
+            written.append((remote, table.num_rows))
     segment.unlink()
     return written
 

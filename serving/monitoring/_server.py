@@ -1,5 +1,6 @@
 """The monitoring parts of one server process, built from its settings: the data
-collector (an observer of every model version) and the event bus."""
+collector (an observer of every model version), online drift over what it collects,
+and the event bus (lifecycle, drift, collection and rollout events)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from serving.monitoring._collector import Collector, CollectorOptions
 from serving.monitoring._events import EventBus, EventsConfig
 from serving.monitoring._observer import CollectObserver, VersionDescription, describe_model_version
+from serving.monitoring._online import BASELINE_FILE, OnlineDrift
 
 __all__ = ["Monitoring"]
 
@@ -22,6 +24,7 @@ class Monitoring:
         self.collector = collector
         self.events = events
         self.observer: CollectObserver | None = None
+        self.drift: OnlineDrift | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, core: Any, metrics: Any) -> Monitoring | None:
@@ -39,8 +42,13 @@ class Monitoring:
                 from serving.monitoring._sink import CloudEventsSink
 
                 sink = CloudEventsSink(settings.collect_sink, source)
+            spool = settings.collect_spool
+            if spool is None and "://" in settings.collect:
+                local = settings.collect.startswith("file://")
+                spool = None if local else settings.model_repository / ".sluice" / "collect-spool"
             options = CollectorOptions(
-                destination=Path(settings.collect),
+                destination=settings.collect,
+                spool_dir=spool,
                 queue_size=settings.collect_queue_size,
                 roll_secs=settings.collect_roll_secs,
                 spool_max_bytes=settings.collect_spool_max_bytes,
@@ -70,6 +78,15 @@ class Monitoring:
                     return None
 
             monitoring.observer = CollectObserver(collector, describe)
+            repository = Path(settings.model_repository)
+            monitoring.drift = OnlineDrift(
+                lambda model, version: repository / model / version / BASELINE_FILE,
+                window=settings.drift_window,
+                interval_s=settings.drift_interval_secs,
+                registry=metrics.registry,
+                publish=None if events is None else events.publish,
+            )
+            collector.add_listener(monitoring.drift.observe)
         return monitoring
 
     def start(self, core: Any) -> None:
@@ -77,9 +94,12 @@ class Monitoring:
         if self.events is not None:
             self.events.start()
             core.manager.lifecycle_listeners.append(self._on_lifecycle)
+            core.rollout.listeners.append(self._on_rollout)
         if self.collector is not None and self.observer is not None:
             self.collector.start()
             core.observers.add(self.observer)
+            if self.drift is not None:
+                self.drift.start()
             log.info("collecting to %s", self.collector.destination)
 
     def _on_lifecycle(self, event: Any) -> None:
@@ -92,10 +112,28 @@ class Monitoring:
         subject = event.model if version is None else f"{event.model}:{version}"
         self.events.publish(f"io.sluice.version.{event.kind}", data, subject=subject)
 
+    def _on_rollout(self, state: Any) -> None:
+        """io.sluice.rollout.promoted / rolled_back, when a rollout ends either way."""
+        assert self.events is not None
+        reason = state.history[-1]["reason"] if state.history else ""
+        for entry in reversed(state.history):  # the decision's reason, not the alias note
+            if entry["action"] in ("advance", "rollback"):
+                reason = entry["reason"]
+                break
+        data = {
+            "model": state.model, "baseline": state.baseline, "candidate": state.spec.to,
+            "reason": reason,
+        }  # fmt: skip
+        self.events.publish(f"io.sluice.rollout.{state.state}", data, subject=state.model)
+
     def close(self, core: Any) -> None:
         """Blocking: writes what is queued and rolls it; call from a thread."""
         if self.events is not None and self._on_lifecycle in core.manager.lifecycle_listeners:
             core.manager.lifecycle_listeners.remove(self._on_lifecycle)
+        if self.events is not None and self._on_rollout in core.rollout.listeners:
+            core.rollout.listeners.remove(self._on_rollout)
+        if self.drift is not None:
+            self.drift.close()
         if self.observer is not None:
             core.observers.remove(self.observer)
         if self.collector is not None:

@@ -98,6 +98,8 @@ class RolloutController:
         self._marks: dict[str, tuple[Snapshot, Snapshot]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, int] = {}  # the rollouts this process runs: lock file fds
+        # Told (on the loop) when a rollout ends promoted or rolled back, e.g. events.
+        self.listeners: list[Callable[[RolloutState], None]] = []
 
     # -- the admin surface ---------------------------------------------------
 
@@ -247,6 +249,12 @@ class RolloutController:
             await self._promote_alias(state)
             state.state = PROMOTED
             self._note(state, "promote", f"version {spec.to} takes all traffic")
+        if state.state in (PROMOTED, ROLLED_BACK):
+            for listener in self.listeners:
+                try:
+                    listener(state)
+                except Exception:
+                    log.exception("rollout of '%s': a listener failed", name)
         return decision
 
     def _run(self, name: str) -> None:

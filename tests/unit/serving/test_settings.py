@@ -105,6 +105,9 @@ def _sample(name: str, f: Files) -> Sample:
             "http://127.0.0.1:9/", "http://127.0.0.1:9/", {"SLUICE_COLLECT": "/c"}
         ),
         "events": Sample(str(f.events), f.events),
+        "collect_spool": Sample(str(f.cache.parent / "spool"), f.cache.parent / "spool"),
+        "drift_window": Sample("200", 200),
+        "drift_interval_secs": Sample("5", 5.0),
     }
     assert name in samples, f"give the new setting {name!r} a sample value in this test"
     return samples[name]
