@@ -129,8 +129,10 @@ def test_with_no_optional_observer_only_statistics_and_metrics_are_told() -> Non
     assert len(observers) == 0 and not observers.wants_tensors
     stats = model.stats.to_json("m", 3)
     assert (stats["inference_count"], stats["execution_count"]) == (3, 1)
-    assert metrics.requests.labels("m", "3", "success")._value.get() == 1
-    assert metrics.executions.labels("m", "3")._value.get() == 1
+    labels = {"model": "m", "version": "3"}
+    sample = metrics.registry.get_sample_value
+    assert sample("sluice_inference_requests_total", {**labels, "outcome": "success"}) == 1
+    assert sample("sluice_inference_exec_count_total", labels) == 1
 
 
 def test_a_failing_observer_never_fails_the_request(caplog: pytest.LogCaptureFixture) -> None:
@@ -202,9 +204,11 @@ def test_statistics_and_metrics_are_observers_of_records() -> None:
     as_json = stats.to_json("m", 1)
     assert as_json["inference_count"] == 4 and as_json["execution_count"] == 1
     assert as_json["inference_stats"]["compute_infer"] == {"count": 1, "ns": 1_000}
-    assert metrics.inferences.labels("m", "1")._value.get() == 4
+    labels = {"model": "m", "version": "1"}
+    assert metrics.registry.get_sample_value("sluice_inference_count_total", labels) == 4
     failed = InferenceRecord(5, model="m", version="1", outcome="internal", total_ns=50)
     stats.on_inference(failed)
     metrics.on_inference(failed)
     assert stats.to_json("m", 1)["inference_stats"]["fail"] == {"count": 1, "ns": 50}
-    assert metrics.requests.labels("m", "1", "failure")._value.get() == 1
+    failures = {**labels, "outcome": "failure"}
+    assert metrics.registry.get_sample_value("sluice_inference_requests_total", failures) == 1
