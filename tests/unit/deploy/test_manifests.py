@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -110,15 +109,16 @@ def _option(args: list[str], name: str) -> str:
     raise AssertionError(f"{name} not in {args}")
 
 
-def _serve_accepts(args: list[str]) -> None:
-    """``sluice serve ARGS`` gets past the argument parser: it fails only on the model
-    repository, which does not exist here (exit 1), never on usage (exit 2)."""
+def _serve_accepts(args: list[str], env: dict[str, str] | None = None) -> None:
+    """``sluice serve ARGS`` (with ``env``'s variables) gets past the argument parser: it fails
+    only on the model repository, which does not exist here (exit 1), never on usage (exit 2)."""
     missing = "/nonexistent/sluice-manifest-test"
     args = [missing if a == "/mnt/models" or a == "/models" else a for a in args]
     args = [re.sub(r"^(--model-repository=).*", rf"\g<1>{missing}", a) for a in args]
     run = subprocess.run(
         [sys.executable, "-m", "serving", "serve", *args],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env=None if env is None else _environment(**env, SLUICE_MODEL_REPOSITORY=missing),
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     assert missing in run.stderr and "is not a directory" in run.stderr, run.stderr
@@ -293,13 +293,21 @@ def test_server_arguments_and_variables_are_settings_sluice_serve_has(
     serve_flags: set[str],
 ) -> None:
     server = _container(_base("Deployment")["spec"]["template"]["spec"], "sluice")
-    assert set(_option_names(server["args"])) <= serve_flags
-    variables = [e["name"] for e in server.get("env", [])]
-    variables += [k for k in _base("ConfigMap")["data"] if k.startswith("SLUICE_")]
+    assert "args" not in server  # the image's variables and the ConfigMap's say everything
+    variables = {e["name"]: e["value"] for e in server.get("env", [])}
+    variables |= {k: v for k, v in _base("ConfigMap")["data"].items() if k.startswith("SLUICE_")}
     for name in variables:  # SLUICE_REGISTRY_POLL_SECS is --registry-poll-secs
+        if name == "SLUICE_REGISTRY":  # --registry's default, as for sluice pull
+            continue
         assert "--" + name.removeprefix("SLUICE_").lower().replace("_", "-") in serve_flags, name
-    env = dict(_base("ConfigMap")["data"])
-    _serve_accepts([_VAR.sub(lambda m: env[m.group(1)], a) for a in server["args"]])
+    _serve_accepts([], variables)
+
+
+def _image_variable(name: str) -> str:
+    """What deploy/Containerfile's ENV sets ``name`` to."""
+    found = re.search(rf"^\s+{name}=(\S+)", (ROOT / "deploy" / "Containerfile").read_text(), re.M)
+    assert found is not None, name
+    return found.group(1)
 
 
 def _local_registry(tmp_path: Path) -> tuple[Path, str]:
@@ -334,7 +342,7 @@ def test_the_init_container_pulls_the_reference_into_the_shared_volume(
     assert set(_option_names(init["args"])) <= pull_flags
     # Run it as the kubelet would: $(VAR) from the ConfigMap, the registry a local one here.
     registry, ref = _local_registry(tmp_path)
-    env = dict(_base("ConfigMap")["data"]) | {"MODEL_REF": ref, "SLUICE_REGISTRY": str(registry)}
+    env = dict(_base("ConfigMap")["data"]) | {"SLUICE_MODEL": ref, "SLUICE_REGISTRY": str(registry)}
     args = [_VAR.sub(lambda m: env[m.group(1)], a) for a in init["args"]]
     volume = tmp_path / "volume"
     args = [str(volume) if a == mount["models"] else a for a in args]
@@ -343,8 +351,11 @@ def test_the_init_container_pulls_the_reference_into_the_shared_volume(
         env=_environment(SLUICE_REGISTRY=env["SLUICE_REGISTRY"]),
     )  # fmt: skip
     assert (volume / "fraud" / "1" / "model.onnx").is_file()
-    assert _option(server["args"], "--model-repository") == mount["models"]
-    assert _option(server["args"], "--model") == "$(MODEL_REF)"
+    # the server serves that volume (the image's SLUICE_MODEL_REPOSITORY) and follows the
+    # reference pulled (SLUICE_MODEL, from the same ConfigMap)
+    assert _image_variable("SLUICE_MODEL_REPOSITORY") == mount["models"]
+    assert init["args"][0] == "$(SLUICE_MODEL)"
+    assert {"configMapRef": {"name": "sluice"}} in server["envFrom"]
 
 
 # -- autoscaling: the HPA's metrics, the adapter's rules, Sluice's metrics --------------------
@@ -454,8 +465,8 @@ def test_storage_container_pulls_models_uris_as_kserve_invokes_it(
     container = storage["spec"]["container"]
     assert container["name"] == "storage-initializer"
     assert storage["spec"]["supportedUriFormats"] == [{"prefix": "models:/"}]
-    script = container["command"][-1]
-    assert set(_option_names(shlex.split(script))) <= pull_flags
+    assert container["command"][:2] == ["sluice", "pull"]  # no shell: KServe's args follow
+    assert set(_option_names(container["command"])) <= pull_flags
     # KServe runs the storage initializer with two arguments: the storageUri and /mnt/models.
     registry, ref = _local_registry(tmp_path)
     mnt = tmp_path / "mnt-models"
