@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,8 @@ class Agent:
 
             self.host = ServingHost(self.config, self.models_dir)
             committed = {r.name: r.committed for r in self.store.rows() if r.committed is not None}
-            serve_task = await self.host.start(committed)
+            splits = {name: self._committed_traffic(name) for name in committed}
+            serve_task = await self.host.start(committed, splits)
             log.info(
                 "edge agent serving: http=%d grpc=%d metrics=%d models=%s",
                 self.host.http_port, self.host.grpc_port, self.host.metrics_port,
@@ -185,6 +188,7 @@ class Agent:
                 if self.host is not None:
                     await self.host.deactivate(row.name)
                 self.store.remove(row.name)
+                self.store.set_value(f"committed_traffic/{row.name}", "")
                 self.event("removed", model=row.name)
                 self.report("model removed")
 
@@ -196,13 +200,20 @@ class Agent:
         if row.state in SETTLED:
             return
         if row.state is State.DOWNLOADING:
-            row = await self._download(row)
+            row = await self._download(row, spec.traffic)
             if row.state in SETTLED:
                 return
         if row.state is State.VERIFIED:
-            await self._activate(row)
+            await self._activate(row, spec.traffic)
 
-    async def _download(self, row: ModelRow) -> ModelRow:
+    def _committed_traffic(self, name: str) -> dict[int, int]:
+        """The split that served with the committed version (empty: it serves alone)."""
+        text = self.store.get_value(f"committed_traffic/{name}")
+        return {int(v): int(w) for v, w in json.loads(text).items()} if text else {}
+
+    async def _download(self, row: ModelRow, traffic: Mapping[int, int]) -> ModelRow:
+        """Pull the version ``ref`` names and every other version ``traffic`` names that is
+        not on disk yet."""
         from registry_client import (
             InsufficientSpace,
             NetworkError,
@@ -216,21 +227,31 @@ class Agent:
             async with open_registry(self.config["registry"]) as registry:
                 from registry_client import parse_reference
 
-                ref = row.ref if row.version is None else f"models:/{parse_reference(row.ref).name}/{row.version}"  # fmt: skip
+                source = parse_reference(row.ref).name
+                ref = row.ref if row.version is None else f"models:/{source}/{row.version}"
                 version = await registry.resolve(parse_reference(ref))
                 if row.version is None:
                     row = self.store.transition(row.name, State.DOWNLOADING, version=version.version)  # fmt: skip
                     self._changed(row)
-                if row.version == row.committed and (self.models_dir / row.name / str(row.version)).is_dir():  # fmt: skip
+                if traffic and not traffic.get(version.version):
+                    raise RegistryError(f"traffic: version {version.version}, which {row.ref} names, carries no weight")  # fmt: skip
+                wanted = [version]
+                for other in sorted(set(traffic) - {version.version}):
+                    wanted.append(await registry.resolve(parse_reference(f"models:/{source}/{other}")))  # fmt: skip
+                missing = [w for w in wanted if not (self.models_dir / row.name / str(w.version)).is_dir()]  # fmt: skip
+                in_force = self.host.traffic(row.name) if self.host is not None else {}
+                unchanged = in_force == {str(v): w for v, w in traffic.items()}
+                if row.version == row.committed and not missing and unchanged:
                     row = self.store.transition(row.name, State.VERIFIED)
                     row = self.store.transition(row.name, State.COMMITTED, reason="already serving")
                     self._changed(row)
                     return row
-                need = version.total_size or 0
+                need = sum(w.total_size or 0 for w in missing)
                 free = shutil.disk_usage(self.models_dir).free
                 if need + self.config["download.min_free_bytes"] > free:
-                    raise InsufficientSpace(f"{version.name}/{version.version} needs {need} bytes (+{self.config['download.min_free_bytes']} kept free); {free} free")  # fmt: skip
-                await Puller(registry, self.models_dir).install(version, install_as=row.name)
+                    raise InsufficientSpace(f"{version.name}/{'+'.join(str(w.version) for w in missing)} needs {need} bytes (+{self.config['download.min_free_bytes']} kept free); {free} free")  # fmt: skip
+                for pulled in missing:
+                    await Puller(registry, self.models_dir).install(pulled, install_as=row.name)
         except (NetworkError, OSError) as exc:
             raise _Retry(f"{row.name}: {exc}") from None
         except (RegistryNotFound, InsufficientSpace, RegistryError) as exc:
@@ -241,10 +262,10 @@ class Agent:
         self._changed(row)
         return row
 
-    async def _activate(self, row: ModelRow) -> None:
+    async def _activate(self, row: ModelRow, traffic: Mapping[int, int]) -> None:
         assert row.version is not None
         if self.host is None:  # serving disabled: files only
-            self._commit(row)
+            self._commit(row, traffic=traffic)
             return
         if row.attempts >= MAX_ATTEMPTS:
             row = self.store.transition(row.name, State.FAILED, reason=f"activation interrupted {row.attempts} times")  # fmt: skip
@@ -252,7 +273,7 @@ class Agent:
             return
         row = self.store.transition(row.name, State.LOADING, attempts=row.attempts + 1)
         self._changed(row)
-        problem = await self.host.activate(row.name, row.version)
+        problem = await self.host.activate(row.name, row.version, traffic)
         if problem is not None:
             await self._roll_back(row, f"load: {problem}")
             return
@@ -277,11 +298,12 @@ class Agent:
         if not verdict.healthy:
             await self._roll_back(row, verdict.reason)
             return
-        self._commit(row, verdict.reason)
+        self._commit(row, verdict.reason, traffic=traffic)
 
-    def _commit(self, row: ModelRow, note: str = "") -> None:
+    def _commit(self, row: ModelRow, note: str = "", *, traffic: Mapping[int, int]) -> None:
         assert row.version is not None
         previous = row.committed if row.committed != row.version else row.previous
+        self.store.set_value(f"committed_traffic/{row.name}", json.dumps({str(v): w for v, w in traffic.items()}))  # fmt: skip
         row = self.store.transition(row.name, State.COMMITTED, reason=note, committed=row.version, previous=previous)  # fmt: skip
         self._changed(row)
         self._prune(row)
@@ -290,7 +312,7 @@ class Agent:
         """Keep the committed version and the one before it; remove older ones."""
         from registry_client import remove_version
 
-        keep = {row.committed, row.previous, row.version}
+        keep = {row.committed, row.previous, row.version, *self._committed_traffic(row.name)}
         model_dir = self.models_dir / row.name
         for child in model_dir.iterdir() if model_dir.is_dir() else []:
             if child.name.isdigit() and int(child.name) not in keep:
@@ -299,7 +321,7 @@ class Agent:
     async def _roll_back(self, row: ModelRow, reason: str) -> None:
         log.warning("%s version %s rolled back: %s", row.name, row.version, reason)
         if row.committed is not None:
-            problem = await self.host.activate(row.name, row.committed)
+            problem = await self.host.activate(row.name, row.committed, self._committed_traffic(row.name))  # fmt: skip
             if problem is not None:
                 reason += f"; and the committed version {row.committed} failed to load again: {problem}"  # fmt: skip
         else:
@@ -328,6 +350,7 @@ class Agent:
                 "previous": row.previous,
                 "version": row.version,
                 "desired_ref": row.ref,
+                "traffic": self._traffic_in_force(row.name),
                 "error": row.reason if row.state in (State.FAILED, State.ROLLED_BACK) else "",
             }
         return {
@@ -345,6 +368,11 @@ class Agent:
                 "dropped": self.outbox.dropped(),
             },
         }
+
+    def _traffic_in_force(self, name: str) -> dict[str, int]:
+        if self.host is not None:
+            return dict(self.host.traffic(name))
+        return {str(v): w for v, w in self._committed_traffic(name).items()}
 
     def report(self, why: str) -> None:
         body = self.reported() | {"why": why}

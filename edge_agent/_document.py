@@ -5,16 +5,17 @@
 ```
 
 ``ref`` is ``models:/<name>/<v>`` or ``models:/<name>@<alias>`` (an alias is resolved
-once per document and pinned). ``traffic`` may only give the whole weight to the one
-version ``ref`` names until Sluice's router splits traffic; anything else is refused
-rather than silently ignored.
+once per document and pinned). ``traffic`` splits the requests that name no version
+between versions (integer weights); the version ``ref`` names must carry weight, and the
+agent serves every version the split names (the serving core's traffic router).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = ["DesiredDocument", "DocumentError", "ModelSpec", "parse_document"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _REF = re.compile(r"^models:/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:/([0-9]+)|@([A-Za-z0-9_.-]+))$")
 _MAX_BYTES = 256 * 1024
+_NO_TRAFFIC: Mapping[int, int] = MappingProxyType({})
 
 
 class DocumentError(ValueError):
@@ -34,6 +36,7 @@ class ModelSpec:
     name: str  # the name it serves under on the device
     ref: str
     golden: str | None = None
+    traffic: Mapping[int, int] = field(default_factory=lambda: _NO_TRAFFIC)  # empty: ref's alone
 
     @property
     def pinned_version(self) -> int | None:
@@ -53,6 +56,8 @@ class DesiredDocument:
             entry: dict[str, Any] = {"ref": spec.ref}
             if spec.golden is not None:
                 entry["golden"] = spec.golden
+            if spec.traffic:
+                entry["traffic"] = {str(v): w for v, w in spec.traffic.items()}
             models[name] = entry
         return {"version": self.version, "models": models}
 
@@ -74,17 +79,20 @@ def _spec(name: str, entry: Any) -> ModelSpec:
         if not isinstance(golden, str) or not golden or golden.startswith("/") or ".." in golden.split("/"):  # fmt: skip
             raise DocumentError(f"{where}.golden: must be a relative file path inside the model version")  # fmt: skip
     traffic = entry.get("traffic")
+    weights: dict[int, int] = {}
     if traffic is not None:
         if not isinstance(traffic, dict) or not traffic:
             raise DocumentError(f"{where}.traffic: must be an object of version -> weight")
         for version, weight in traffic.items():
-            if not str(version).isdigit() or isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:  # fmt: skip
-                raise DocumentError(f"{where}.traffic: {version!r}: {weight!r} is not a version and a non-negative weight")  # fmt: skip
-        live = {int(v) for v, w in traffic.items() if w > 0}
+            if not str(version).isdigit() or isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:  # fmt: skip
+                raise DocumentError(f"{where}.traffic: {version!r}: {weight!r} is not a version and a non-negative integer weight")  # fmt: skip
+            weights[int(version)] = weight
         pinned = ModelSpec(name, ref).pinned_version
-        if len(live) != 1 or (pinned is not None and live != {pinned}):
-            raise DocumentError(f"{where}.traffic: a split between versions needs Sluice's traffic router, which this agent does not have yet; give the whole weight to the version ref names")  # fmt: skip
-    return ModelSpec(name, ref, golden)
+        if not any(weights.values()):
+            raise DocumentError(f"{where}.traffic: the weights must not all be 0")
+        if pinned is not None and not weights.get(pinned):
+            raise DocumentError(f"{where}.traffic: the version ref names ({pinned}) must carry weight")  # fmt: skip
+    return ModelSpec(name, ref, golden, MappingProxyType(dict(sorted(weights.items()))))
 
 
 def parse_document(payload: bytes | str | dict[str, Any]) -> DesiredDocument:
@@ -108,6 +116,6 @@ def parse_document(payload: bytes | str | dict[str, Any]) -> DesiredDocument:
         raise DocumentError(f"version: must be a non-negative integer, not {version!r}")
     models = doc.get("models")
     if not isinstance(models, dict):
-        raise DocumentError("models: must be an object of model name -> {ref, golden}")
+        raise DocumentError("models: must be an object of model name -> {ref, golden, traffic}")
     specs = {name: _spec(name, entry) for name, entry in models.items()}
     return DesiredDocument(version, MappingProxyType(specs))

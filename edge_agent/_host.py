@@ -95,16 +95,23 @@ class ServingHost:
         self.grpc_port = 0
         self.metrics_port = 0
 
-    def _target(self, name: str, version: int | None) -> Any:
+    def _target(self, name: str, version: int | None, traffic: Mapping[int, int] | None = None) -> Any:  # fmt: skip
+        """``version`` alone, or with ``traffic`` every version the split names (the core's
+        traffic router splits the requests that name no version)."""
         from serving.desired_state import ModelTarget, Source
 
         self._generation += 1
         if version is None:
             return ModelTarget(name, Source.EDGE, serve=False, generation=self._generation)
-        return ModelTarget(name, Source.EDGE, versions=(version,), generation=self._generation)
+        weights = dict(traffic or {})
+        versions = (version, *weights)
+        return ModelTarget(name, Source.EDGE, versions=versions, traffic=weights, generation=self._generation)  # fmt: skip
 
-    async def start(self, committed: Mapping[str, int]) -> asyncio.Task[None]:
-        """Serve the ``committed`` versions; returns once the HTTP endpoint is ready."""
+    async def start(
+        self, committed: Mapping[str, int], traffic: Mapping[str, Mapping[int, int]] | None = None
+    ) -> asyncio.Task[None]:
+        """Serve the ``committed`` versions (with their ``traffic`` splits); returns once
+        the HTTP endpoint is ready."""
         import httpx
 
         from serving.server import serve
@@ -129,7 +136,7 @@ class ServingHost:
             self._manager = core.manager
             core.manager.observers.add(self._window)
             for name, version in sorted(committed.items()):
-                core.manager.hold(self._target(name, version))
+                core.manager.hold(self._target(name, version, (traffic or {}).get(name)))
 
         logging.getLogger("sluice").addHandler(self._ports)
         self._task = asyncio.create_task(serve(settings, attach=attach), name="sluice-serve")
@@ -163,18 +170,28 @@ class ServingHost:
     def serving(self) -> dict[str, list[str]]:
         return {t: self._manager.ready_versions(t) for t in sorted(self._manager.desired.models)}
 
-    async def activate(self, name: str, version: int) -> str | None:
-        """Serve ``version`` of ``name``; None once it serves, else why it could not (what
-        was serving keeps serving)."""
+    async def activate(self, name: str, version: int, traffic: Mapping[int, int] | None = None) -> str | None:  # fmt: skip
+        """Serve ``version`` of ``name`` (and, with ``traffic``, the split between the
+        versions it names); None once it serves, else why it could not (what was serving
+        keeps serving)."""
         from serving.errors import SluiceError
 
         try:
-            await self._manager.apply(self._target(name, version))
+            await self._manager.apply(self._target(name, version, traffic))
         except SluiceError as exc:
             return exc.message
-        if str(version) not in self._manager.ready_versions(name):
-            return f"version {version} is not ready after loading"
+        except ValueError as exc:  # a target the desired state refuses
+            return str(exc)
+        ready = self._manager.ready_versions(name)
+        for wanted in sorted({version, *(traffic or {})}):
+            if str(wanted) not in ready:
+                return f"version {wanted} is not ready after loading"
         return None
+
+    def traffic(self, name: str) -> dict[str, int]:
+        """The split in force for ``name`` (empty: the one version serves alone)."""
+        target = self._manager.desired.target(name) if self._manager is not None else None
+        return {str(v): w for v, w in target.traffic.items()} if target is not None else {}
 
     async def deactivate(self, name: str) -> None:
         await self._manager.apply(self._target(name, None))

@@ -24,8 +24,20 @@ def test_a_document_with_a_version_and_an_alias() -> None:
         (b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "golden": "../x"}}}', "golden"),
         (b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "extra": 1}}}', "unknown field"),
         (
-            b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "traffic": {"1": 90, "2": 10}}}}',
-            "router",
+            b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "traffic": {"1": 0, "2": 10}}}}',
+            "ref names",
+        ),
+        (
+            b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "traffic": {"1": 0}}}}',
+            "all be 0",
+        ),
+        (
+            b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "traffic": {"1": 0.5}}}}',
+            "integer",
+        ),
+        (
+            b'{"version": 1, "models": {"m": {"ref": "models:/m/1", "traffic": {"x": 1}}}}',
+            "traffic",
         ),
     ],
 )
@@ -37,3 +49,10 @@ def test_a_bad_document_is_refused_with_the_reason(payload: bytes, reason: str) 
 def test_traffic_giving_all_weight_to_the_pinned_version_is_accepted() -> None:
     doc = parse_document({"version": 1, "models": {"m": {"ref": "models:/m/2", "traffic": {"2": 100, "1": 0}}}})  # fmt: skip
     assert doc.models["m"].pinned_version == 2
+
+
+def test_a_split_between_versions_is_kept_and_renders_back() -> None:
+    doc = parse_document(b'{"version": 4, "models": {"m": {"ref": "models:/m/2", "traffic": {"2": 20, "1": 80}}}}')  # fmt: skip
+    assert dict(doc.models["m"].traffic) == {1: 80, 2: 20}
+    assert doc.to_json()["models"]["m"]["traffic"] == {"1": 80, "2": 20}
+    assert parse_document(doc.to_json()) == doc
