@@ -341,6 +341,7 @@ class Agent:
         self._drain_wake.set()
 
     def reported(self) -> dict[str, Any]:
+        self.outbox.expire()  # the drop counts below include what expired while offline
         held = self.store.desired()
         models: dict[str, Any] = {}
         for row in self.store.rows():

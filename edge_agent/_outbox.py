@@ -136,6 +136,11 @@ class Outbox:
         out = [OutboxMessage(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5]) for r in rows]
         return [m for m in out if m.row not in exclude][:limit]
 
+    def expire(self) -> None:
+        """Drop (and count) what is past the TTL now, so the counts read next are current."""
+        with self._db:
+            self._expire()
+
     def ack(self, row: int) -> None:
         """The broker acknowledged the message (PUBACK): only now is it deleted."""
         with self._db:

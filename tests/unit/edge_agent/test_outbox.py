@@ -71,3 +71,13 @@ def test_a_message_larger_than_the_cap_is_dropped(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_bytes=1024, ttl_secs=60)
     assert box.put("t", {"pad": "x" * 2000}) is None
     assert box.dropped()["too_large"] == 1 and box.depth() == 0
+
+
+def test_expire_counts_what_is_past_the_ttl_before_anything_is_put(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(tmp_path / "o.db", max_bytes=10_000, ttl_secs=60, clock=clock)
+    box.put("t", {"n": 1})
+    box.put("t", {"n": 2})
+    clock.now += 61
+    box.expire()
+    assert (box.dropped()["expired"], box.depth(), box.pending_bytes()) == (2, 0, 0)
