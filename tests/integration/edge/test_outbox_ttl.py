@@ -32,7 +32,8 @@ def test_messages_older_than_the_ttl_are_dropped_not_sent_and_the_count_is_repor
     assert boots == 1
 
     broker.stop()
-    agent = agents.start("dev-e", outbox__ttl_secs=TTL, heartbeat_secs=QUIET)  # boots offline: its boot event waits
+    # It boots offline: its boot event and reported state wait in the outbox.
+    agent = agents.start("dev-e", outbox__ttl_secs=TTL, heartbeat_secs=QUIET)
     assert answer(agent.http_port)[:2] == (200, "1")
     waiting = pending(outbox)
     assert any(topic.endswith("/events") for topic, _ in waiting), waiting
