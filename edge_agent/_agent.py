@@ -367,6 +367,7 @@ class Agent:
                 "outbox_depth": self.outbox.depth(),
                 "outbox_bytes": self.outbox.pending_bytes(),
                 "dropped": self.outbox.dropped(),
+                "broker_error": self.link.last_error if self.link is not None else "",
             },
         }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +71,7 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self.connected = False
+        self.last_error = ""  # why the last connection attempt failed ("" once connected)
 
     def start(self) -> None:
         """Connect in the background; returns at once (the network may be down)."""
@@ -83,6 +85,7 @@ class MqttLink:
         )
         client.max_inflight_messages_set(20)
         client.on_connect = self._connected
+        client.on_connect_fail = self._connect_failed
         client.on_disconnect = self._disconnected
         client.on_message = self._message
         client.on_publish = self._published
@@ -121,13 +124,25 @@ class MqttLink:
 
     def _connected(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:  # fmt: skip
         if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
+            self._failed(f"the broker refused the connection: {reason_code}")
             return
+        self.last_error = ""
         client.subscribe(self._topics.desired, qos=1)  # subscribe first: retained doc follows
         client.publish(self._topics.status, b"online", qos=1, retain=True)
         self.connected = True
         log.info("connected to the broker (session present: %s)", flags.session_present)
         self._call(self._on_connected, True)
+
+    def _connect_failed(self, client: Any, userdata: Any) -> None:
+        # paho calls this inside its ``except OSError``: the exception says why (a TLS
+        # certificate that does not verify, a refused or unreachable address).
+        exc = sys.exc_info()[1]
+        self._failed(f"cannot connect to {self._config['mqtt.url']}: {exc or 'connection failed'}")
+
+    def _failed(self, reason: str) -> None:
+        if reason != self.last_error:  # once per distinct reason, not on every retry
+            log.warning("%s", reason)
+        self.last_error = reason
 
     def _disconnected(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:  # fmt: skip
         if self.connected:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Mosquitto", "free_port"]
 
@@ -19,7 +20,10 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: Any = None, client_certs: bool = False) -> None:
+        """``tls``: a ``tests.tls_certs.Pki``; the listener then speaks TLS with its server
+        certificate, and with ``client_certs`` requires a client certificate its client CA
+        signed."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError("mosquitto is not installed: scripts/test.sh installs it (apt-get install -y mosquitto)")  # fmt: skip
@@ -35,12 +39,18 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.data}/\nmax_queued_messages 1000\n{user}"
         )
+        self.tls = tls is not None
+        if tls is not None:
+            with self.conf.open("a") as conf:
+                conf.write(f"certfile {tls.server_cert}\nkeyfile {tls.server_key}\n")
+                if client_certs:
+                    conf.write(f"cafile {tls.client_ca}\nrequire_certificate true\n")
         self.log_path = directory / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         log = self.log_path.open("ab")
