@@ -35,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         help="run directory (default: benchmarks/results/<timestamp>)",
     )  # fmt: skip
     run.add_argument(
-        "--peers", nargs="*", default=["mlserver"], choices=["mlserver", "none"],
-        help="peers to run beside Sluice (default: mlserver; `--peers none` for Sluice alone)",
+        "--peers", nargs="*", default=["mlserver", "triton"],
+        choices=["mlserver", "triton", "none"],
+        help="peers to run beside Sluice (default: mlserver and triton; `--peers none` for "
+        "Sluice alone)",
     )  # fmt: skip
     run.add_argument(
         "--client", action="append", choices=["own", "wrk", "h2load"], dest="clients",
@@ -49,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--mlserver-venv", type=Path, default=None,
         help="MLServer's virtualenv (default: benchmarks/.venv-mlserver, created on demand)",
+    )  # fmt: skip
+    run.add_argument(
+        "--triton-venv", type=Path, default=None,
+        help="Triton's virtualenv, on /usr/bin/python3.11 (default: benchmarks/.venv-triton, "
+        "created on demand)",
     )  # fmt: skip
     return parser
 
@@ -73,6 +80,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         scenario_rows,
     )
     from benchmarks.runner import Runner, RunOptions
+    from benchmarks.triton_peer import DEFAULT_VENV as TRITON_VENV
 
     duration = args.duration if args.duration is not None else (3.0 if args.quick else 15.0)
     warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 3.0)
@@ -87,6 +95,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         clients=args.clients or ["own", "wrk", "h2load"],
         quick=args.quick,
         mlserver_venv=args.mlserver_venv or DEFAULT_VENV,
+        triton_venv=args.triton_venv or TRITON_VENV,
         command="python -m benchmarks " + shlex.join(argv),
     )
     progress = Progress()

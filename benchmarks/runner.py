@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import platform
 import subprocess
@@ -39,6 +40,9 @@ from benchmarks.processes import ResourceMonitor, ServerProcess, wait_http_ready
 from benchmarks.progress import Progress
 from benchmarks.report import Measurement, RunReport
 from benchmarks.scenarios import SCENARIOS, Scenario
+from benchmarks.triton_peer import DEFAULT_VENV as TRITON_VENV
+from benchmarks.triton_peer import PYTRITON_VERSION, TRITON_CONFIGS, start_triton, triton_model_name
+from benchmarks.triton_peer import ensure_venv as ensure_triton_venv
 from serving.loadgen import (
     GrpcSender,
     HttpSender,
@@ -65,17 +69,18 @@ class RunOptions:
     duration: float = 15.0
     warmup: float = 3.0
     out: Path = Path("benchmarks/results")
-    peers: list[str] = field(default_factory=lambda: ["mlserver"])
+    peers: list[str] = field(default_factory=lambda: ["mlserver", "triton"])
     clients: list[str] = field(default_factory=lambda: ["own", "wrk", "h2load"])
     quick: bool = False
     mlserver_venv: Path = DEFAULT_VENV
+    triton_venv: Path = TRITON_VENV
     seed: int = 1
     command: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
-    target: str  # "sluice" | "mlserver" | "ceiling"
+    target: str  # "sluice" | "mlserver" | "triton" | "ceiling"
     config: str
     pid: int
     http: tuple[str, int] | None
@@ -130,6 +135,8 @@ class Runner:
                 self._ceiling()
             if "mlserver" in self.o.peers and any(s.mlserver for s in self.loads):
                 self._mlserver()
+            if "triton" in self.o.peers and any(s.mlserver for s in self.loads):
+                self._triton()
         return self.report
 
     def _micro(self) -> None:
@@ -184,11 +191,13 @@ class Runner:
                         self._scenario(scenario, endpoint, variant)
                         server.check_alive()
 
-    # -- the fixed-answer gRPC ceiling ------------------------------------------------------
+    # -- the fixed-answer ceilings: grpc.aio, and a bare uvloop HTTP protocol ----------------
 
     def _ceiling(self) -> None:
+        if any(s.ceiling and s.protocol == "http" for s in self.loads):
+            self._http_ceiling()
         answers = {}
-        for key in sorted({s.model for s in self.loads if s.ceiling}):
+        for key in sorted({s.model for s in self.loads if s.ceiling and s.protocol == "grpc"}):
             m = MODELS[key]
             out = np.zeros((1, *m.output_dims), dtype=np.float32)
             answers[key] = self.run_dir / f"ceiling_response_{key}.bin"
@@ -201,8 +210,34 @@ class Runner:
                 ports = server.wait_listening(["gRPC"], timeout=60)
                 target = "{}:{}".format(*ports["gRPC"])
                 for scenario in self.loads:
-                    if scenario.ceiling and scenario.model == key:
+                    if scenario.ceiling and scenario.model == key and scenario.protocol == "grpc":
                         endpoint = _Endpoint("ceiling", "fixed-answer", server.pid, None, target)
+                        self._scenario(scenario, endpoint, key)
+
+    def _http_ceiling(self) -> None:
+        """One fixed JSON answer per model, as Sluice writes it (the JSON scenarios)."""
+        for key in sorted({s.model for s in self.loads if s.ceiling and s.protocol == "http"}):
+            m = MODELS[key]
+            out = np.zeros((1, *m.output_dims), dtype=np.float32)
+            output = {
+                "name": m.output_name,
+                "datatype": "FP32",
+                "shape": list(out.shape),
+                "data": out.reshape(-1).tolist(),
+            }
+            body = {"model_name": key, "model_version": "1", "outputs": [output]}
+            answer = self.run_dir / f"http_ceiling_response_{key}.json"
+            answer.write_text(json.dumps(body, separators=(",", ":")))
+            cmd = [sys.executable, "-m", "benchmarks.http_ceiling", "--response", str(answer)]
+            self.p.log(f"starting the fixed-answer uvloop HTTP ceiling ({key} answer)")
+            log = self.run_dir / f"http_ceiling_{key}.log"
+            with ServerProcess("http-ceiling", cmd, log) as server:
+                ports = server.wait_listening(["HTTP"], timeout=60)
+                for scenario in self.loads:
+                    if scenario.ceiling and scenario.model == key and scenario.protocol == "http":
+                        endpoint = _Endpoint(
+                            "ceiling", "fixed-answer", server.pid, ports["HTTP"], None
+                        )
                         self._scenario(scenario, endpoint, key)
 
     # -- MLServer --------------------------------------------------------------------------
@@ -240,6 +275,43 @@ class Runner:
                             f"127.0.0.1:{grpc_port}",
                         )
                         self._scenario(scenario, endpoint, mlserver_model_name(scenario.model))
+                        server.check_alive()
+
+    # -- Triton ----------------------------------------------------------------------------
+
+    def _triton(self) -> None:
+        self.p.begin(f"Triton (nvidia-pytriton {PYTRITON_VERSION}) virtualenv")
+        try:
+            exe = ensure_triton_venv(self.o.triton_venv, self.run_dir / "triton-install.log")
+        except Exception as exc:
+            self.p.end(f"Triton install failed: {exc}")
+            self.report.skipped.append(f"triton: install failed ({exc})")
+            return
+        self.p.end(f"Triton ready at {exe}")
+        keys = sorted({s.model for s in self.loads if s.mlserver})
+        onnx = {k: self.onnx[k] for k in keys}
+        configs = TRITON_CONFIGS if not self.o.quick else TRITON_CONFIGS[:1]
+        for config in configs:
+            self.p.log(f"starting Triton [{config.name}]")
+            try:
+                server, http_port, grpc_port = start_triton(
+                    exe, self.run_dir / "triton" / config.name, config, onnx
+                )
+            except RuntimeError as exc:
+                self.p.log(f"  Triton [{config.name}] did not start: {exc}")
+                self.report.skipped.append(f"triton[{config.name}]: did not start ({exc})")
+                continue
+            with server:
+                for scenario in self.loads:
+                    if scenario.mlserver:
+                        endpoint = _Endpoint(
+                            "triton",
+                            config.name,
+                            server.pid,
+                            ("127.0.0.1", http_port),
+                            f"127.0.0.1:{grpc_port}",
+                        )
+                        self._scenario(scenario, endpoint, triton_model_name(scenario.model))
                         server.check_alive()
 
     # -- one scenario against one endpoint ----------------------------------------------

@@ -24,8 +24,8 @@ class Scenario:
     mode: Literal["closed", "poisson"] = "closed"
     load_fractions: tuple[float, ...] = ()  # open loop: rates as fractions of capacity
     limit: bool = False  # in-process ONNX Runtime limit
-    ceiling: bool = False  # fixed-answer grpc.aio server
-    mlserver: bool = True
+    ceiling: bool = False  # fixed-answer server: grpc.aio, or a bare uvloop HTTP protocol
+    mlserver: bool = True  # the peers (MLServer, Triton) run it
     sluice_workers: tuple[int, ...] = (1,)  # `sluice serve --workers N` values tried
 
 
@@ -36,13 +36,13 @@ SCENARIOS: dict[str, Scenario] = {
             "tiny_http_json_c32",
             "tiny MLP, HTTP JSON, 32 connections (closed loop)",
             "tiny", "http", "json", 32, "throughput",
-            ("tiny_mlp", "tiny_mlp_batched"), sluice_workers=(1, 2),
+            ("tiny_mlp", "tiny_mlp_batched"), ceiling=True, sluice_workers=(1, 2),
         ),
         Scenario(
             "tiny_http_json_c1",
             "tiny MLP, HTTP JSON, 1 connection (latency)",
             "tiny", "http", "json", 1, "p50",
-            ("tiny_mlp", "tiny_mlp_batched"),
+            ("tiny_mlp", "tiny_mlp_batched"), ceiling=True,
         ),
         Scenario(
             "wide_http_binary_c64",
@@ -105,7 +105,7 @@ class Comparison:
 
     scenario: str
     metric: Literal["throughput", "p50", "p99", "speedup"]
-    baseline: Literal["mlserver", "limit", "ceiling", "python", ""]  # "" = absolute value
+    baseline: Literal["mlserver", "triton", "limit", "ceiling", "python", ""]  # "" = absolute
     target: float | None
     better: Literal["higher", "lower"]
     micro: str = ""  # micro-benchmark name, for metric "speedup"
@@ -121,9 +121,13 @@ class Comparison:
 
 
 COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("tiny_http_json_c32", "throughput", "triton", 1.5, "higher"),
     Comparison("tiny_http_json_c32", "throughput", "mlserver", 8.0, "higher"),
     Comparison("tiny_http_json_c32", "p99", "", 5.0, "lower"),
+    Comparison("tiny_http_json_c32", "throughput", "ceiling", 0.5, "higher"),
+    Comparison("tiny_http_json_c1", "p50", "triton", 1.0, "lower"),
     Comparison("tiny_http_json_c1", "p50", "mlserver", 0.3, "lower"),
+    Comparison("tiny_http_json_c1", "p50", "ceiling", None, "lower"),
     Comparison("wide_http_binary_c64", "throughput", "limit", 0.6, "higher"),
     Comparison("wide_http_binary_c64", "throughput", "mlserver", 8.0, "higher"),
     Comparison("seq_http_binary_c32", "throughput", "mlserver", None, "higher"),
