@@ -10,7 +10,7 @@
 # the whole document the pure-Python way, which names the error.
 
 from cpython.object cimport PyObject
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc, realloc, strtod
 
 cdef extern from "Python.h":
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
@@ -336,6 +336,7 @@ cdef double _to_double(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
     """The correctly rounded double of a scanned number, as ``float(text)`` gives it."""
     cdef double d
     cdef char[_MAX_TOKEN + 1] text
+    cdef char* stop
     if num.special:
         return num.value
     if not num.wide and num.mantissa <= (<uint64_t>1 << 53) and -22 <= num.exp10 <= 22:
@@ -348,7 +349,12 @@ cdef double _to_double(const unsigned char* p, Py_ssize_t start, Py_ssize_t end,
     else:
         memcpy(text, p + start, end - start)
         text[end - start] = 0
-        d = PyOS_string_to_double(text, NULL, NULL)
+        # The C library's strtod rounds correctly (glibc) and is quicker than Python's own
+        # converter; a locale whose decimal point is not "." stops it early, and then
+        # Python's converter, which ignores the locale, decides.
+        d = strtod(text, &stop)
+        if stop != text + (end - start):
+            d = PyOS_string_to_double(text, NULL, NULL)
         if d < 0:
             d = -d  # the sign is applied below, once
     if num.integral and d == 0:
