@@ -16,6 +16,9 @@ from onnx import TensorProto, helper, numpy_helper
 from registry_client import LocalRegistry
 from tests.integration.edge.agent_process import AgentProcess, write_config
 from tests.integration.edge.broker import Mosquitto
+from tests.integration.registry.conftest import MlflowServer, mlflow_server
+
+__all__ = ["MlflowServer", "mlflow_server"]  # one MLflow server for every edge module
 
 pytestmark = pytest.mark.integration
 

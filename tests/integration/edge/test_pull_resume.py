@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from registry_client import LocalRegistry
-from tests.integration.edge.conftest import Agents, Fleet, scale_model, wait_for
+from tests.integration.edge.conftest import Agents, Fleet, MlflowServer, scale_model, wait_for
 from tests.integration.edge.test_rollout import answer
-from tests.integration.registry.conftest import MlflowServer, mlflow_server  # noqa: F401
 from tests.integration.registry.fault_proxy import FaultProxy
 
 
 @pytest.fixture
-def proxy(mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[FaultProxy]:  # noqa: F811
+def proxy(mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[FaultProxy]:
     """MLflow holding ``edgemlp@champion`` (y = 2x), behind a proxy that cuts downloads."""
     local = LocalRegistry(tmp_path / "push")
     model = scale_model(tmp_path / "model.onnx", 2.0)

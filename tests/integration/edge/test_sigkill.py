@@ -4,9 +4,8 @@ restarted agent serves the committed version at once and converges."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +14,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from registry_client import LocalRegistry
-from tests.integration.edge.conftest import Agents, Fleet, scale_model, wait_for
+from registry_client import (
+    LocalRegistry,
+    MlflowRegistry,
+    open_registry,
+    parse_reference,
+    push_to_mlflow,
+)
+from tests.integration.edge.conftest import Agents, Fleet, MlflowServer, scale_model, wait_for
 from tests.integration.edge.test_rollout import Client, answer, doc
-from tests.integration.registry.conftest import MlflowServer, mlflow_server  # noqa: F401
 from tests.integration.registry.fault_proxy import FaultProxy
 
 
@@ -90,8 +94,14 @@ def test_sigkill_while_loading_serves_the_committed_version_then_converges(
     assert [e for e in fleet.events if e.get("kind") == "resumed" and e.get("was") == "loading"]
 
 
+async def _push(local: LocalRegistry, ref: str, uri: str) -> int:
+    async with open_registry(uri) as target:
+        assert isinstance(target, MlflowRegistry)
+        return await push_to_mlflow(local, parse_reference(ref), target)
+
+
 @pytest.fixture
-def slow_registry(mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[FaultProxy]:  # noqa: F811
+def slow_registry(mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[FaultProxy]:
     """MLflow holding ``edgekill`` 1 (y = 2x) and 2 (y = 3x, with a 1 MiB file beside the
     model), behind a proxy that can dribble downloads."""
     local = LocalRegistry(tmp_path / "push")
@@ -103,12 +113,8 @@ def slow_registry(mlflow_server: MlflowServer, tmp_path: Path) -> Iterator[Fault
             files.append(d / "vocab.bin")
             files[-1].write_bytes(np.random.default_rng(0).bytes(1 << 20))
         local.register("edgekill", files)
-        out = subprocess.run(
-            [sys.executable, "-m", "serving", "registry", "push", f"models:/edgekill/{version}",
-             "--registry", str(local.root), "--to", mlflow_server.uri],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr
+        pushed = asyncio.run(_push(local, f"models:/edgekill/{version}", mlflow_server.uri))
+        assert pushed == version  # a name no other test registers
     p = FaultProxy(mlflow_server.url)
     yield p
     p.close()
