@@ -12,7 +12,6 @@ are counted after, to show every request was collected.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -22,19 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.closed_loop import run_closed_loop
 from benchmarks.processes import ServerProcess, wait_http_ready
 from serving.examples import write_repository
-from serving.loadgen import HttpSender, LoadSpec, drive, http_request, json_infer_body
-
-
-async def _run(port: int, requests: list[bytes], spec: LoadSpec) -> Any:
-    senders = [await HttpSender("127.0.0.1", port, requests).connect()
-               for _ in range(spec.connections)]  # fmt: skip
-    try:
-        return await drive(senders, spec, len(requests))  # type: ignore[arg-type]
-    finally:
-        for sender in senders:
-            await sender.close()
+from serving.loadgen import LoadSpec, http_request, json_infer_body
 
 
 def measure(port: int, connections: int, duration: float) -> dict[str, Any]:
@@ -44,7 +34,7 @@ def measure(port: int, connections: int, duration: float) -> dict[str, Any]:
         body, headers = json_infer_body({"INPUT0": row[np.newaxis]})
         requests.append(http_request("127.0.0.1", port, "/v2/models/mlp/infer", body, headers))
     spec = LoadSpec(connections=connections, duration=duration, warmup=1.0)
-    result = asyncio.run(_run(port, requests, spec))
+    result = run_closed_loop(port, requests, spec)
     return {"req_s": result.throughput, "errors": result.errors}
 
 

@@ -12,7 +12,6 @@ the JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -23,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.closed_loop import run_closed_loop
 from benchmarks.processes import ServerProcess, wait_http_ready
-from serving.loadgen import HttpSender, LoadSpec, drive, http_request, json_infer_body
+from serving.loadgen import LoadSpec, http_request, json_infer_body
 
 WIDTH = 16
 MODELS = ("onnx_identity", "python_identity")
@@ -81,16 +81,6 @@ def write_models(repo: Path) -> None:
     )
 
 
-async def _run(port: int, requests: list[bytes], spec: LoadSpec) -> Any:
-    senders = [await HttpSender("127.0.0.1", port, requests).connect()
-               for _ in range(spec.connections)]  # fmt: skip
-    try:
-        return await drive(senders, spec, len(requests))  # type: ignore[arg-type]
-    finally:
-        for sender in senders:
-            await sender.close()
-
-
 def measure(port: int, model: str, connections: int, duration: float) -> dict[str, Any]:
     rows = np.random.default_rng(5).standard_normal((64, WIDTH)).astype(np.float32)
     requests = []
@@ -98,7 +88,7 @@ def measure(port: int, model: str, connections: int, duration: float) -> dict[st
         body, headers = json_infer_body({"INPUT0": row})
         requests.append(http_request("127.0.0.1", port, f"/v2/models/{model}/infer", body, headers))
     spec = LoadSpec(connections=connections, duration=duration, warmup=1.0)
-    result = asyncio.run(_run(port, requests, spec))
+    result = run_closed_loop(port, requests, spec)
     latencies = np.asarray(result.latencies_us, dtype=np.float64)
     return {
         "req_s": result.throughput,

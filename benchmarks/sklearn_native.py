@@ -11,7 +11,6 @@ and writes the JSON next to the run (``--out``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -20,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.closed_loop import run_closed_loop
 from benchmarks.processes import ServerProcess, free_port, wait_http_ready
 from serving.loadgen import (
-    HttpSender,
     LoadSpec,
-    drive,
     http_request,
     json_infer_body,
     summarize_values,
@@ -54,23 +52,13 @@ def build(workdir: Path) -> tuple[Path, Path, np.ndarray]:
     return workdir / "gbc.joblib", repo, x[:256].astype(np.float32)
 
 
-async def _run(port: int, requests: list[bytes], spec: LoadSpec) -> Any:
-    senders = [await HttpSender("127.0.0.1", port, requests).connect()
-               for _ in range(spec.connections)]  # fmt: skip
-    try:
-        return await drive(senders, spec, len(requests))  # type: ignore[arg-type]
-    finally:
-        for sender in senders:
-            await sender.close()
-
-
 def measure(port: int, rows: np.ndarray, connections: int, duration: float) -> dict[str, Any]:
     requests = []
     for row in rows:
         body, headers = json_infer_body({"X": row[np.newaxis]})
         requests.append(http_request("127.0.0.1", port, "/v2/models/gbc/infer", body, headers))
     spec = LoadSpec(connections=connections, duration=duration, warmup=1.0)
-    result = asyncio.run(_run(port, requests, spec))
+    result = run_closed_loop(port, requests, spec)
     summary, _ = summarize_values(result.latencies_us)
     return {"req_s": result.throughput, "p50_ms": summary.p50_ms, "p99_ms": summary.p99_ms,
             "errors": result.errors}  # fmt: skip
