@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from serving.cli._errors import CommandError
+from serving.cli._server_http import DEFAULT_URL, checked
 from serving.settings import env_default
 
 __all__ = ["add_commands"]
-
-_DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(sub: Any) -> None:
     models = sub.add_parser("models", help="list, load or unload models on a running server")
     models.add_argument("action", choices=["list", "load", "unload"])
     models.add_argument("name", nargs="?", help="model name (load and unload)")
-    models.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+    models.add_argument("--url", default=env_default("URL", DEFAULT_URL))
     models.add_argument("--config", help="JSON config override for load")
     models.set_defaults(run=_models)
 
@@ -31,7 +30,7 @@ def add_commands(sub: Any) -> None:
     infer.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE",
                        help="an input: NAME=path.npy, NAME=path.json, or NAME=<inline JSON>; repeatable")  # fmt: skip
     infer.add_argument("--model-version", default="")
-    infer.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+    infer.add_argument("--url", default=env_default("URL", DEFAULT_URL))
     infer.set_defaults(run=_infer)
 
 
@@ -41,20 +40,10 @@ def _client(url: str) -> Any:
     return httpx.Client(base_url=url, timeout=60.0)
 
 
-def _check(response: Any) -> Any:
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]
-        except Exception:
-            message = response.text.strip() or f"HTTP {response.status_code}"
-        raise CommandError(f"server answered {response.status_code}: {message}")
-    return response
-
-
 def _models(args: argparse.Namespace) -> None:
     with _client(args.url) as client:
         if args.action == "list":
-            index = _check(client.post("/v2/repository/index", json={})).json()
+            index = checked(client.post("/v2/repository/index", json={})).json()
             width = max((len(e["name"]) for e in index), default=4)
             print(f"{'NAME':<{width}}  VERSION  STATE        REASON")
             for e in index:
@@ -66,7 +55,7 @@ def _models(args: argparse.Namespace) -> None:
         body: dict[str, Any] = {}
         if args.config and args.action == "load":
             body["parameters"] = {"config": args.config}
-        _check(client.post(f"/v2/repository/models/{args.name}/{args.action}", json=body))
+        checked(client.post(f"/v2/repository/models/{args.name}/{args.action}", json=body))
         print(f"{args.action}ed {args.name}" if args.action == "unload" else f"loaded {args.name}")
 
 
@@ -112,7 +101,7 @@ def _infer(args: argparse.Namespace) -> None:
         f"/versions/{args.model_version}" if args.model_version else ""
     )
     with _client(args.url) as client:
-        meta = _check(client.get(base)).json()
+        meta = checked(client.get(base)).json()
         inputs_meta = {i["name"]: i for i in meta["inputs"]}
         header_inputs = []
         chunks = []
@@ -128,7 +117,7 @@ def _infer(args: argparse.Namespace) -> None:
         header = json.dumps(
             {"inputs": header_inputs, "parameters": {"binary_data_output": True}}
         ).encode()
-        response = _check(
+        response = checked(
             client.post(
                 base + "/infer",
                 content=header + b"".join(chunks),

@@ -11,11 +11,10 @@ import argparse
 from typing import Any
 
 from serving.cli._errors import CommandError
+from serving.cli._server_http import DEFAULT_URL, request_json
 from serving.settings import env_default
 
 __all__ = ["add_commands"]
-
-_DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(sub: Any) -> None:
@@ -41,28 +40,13 @@ def add_commands(sub: Any) -> None:
                        help="a first step of shadow copies only, comparing outputs")  # fmt: skip
     start.add_argument("--promote-alias", default="", metavar="ALIAS")
     start.add_argument("--registry", default="", metavar="URI")
-    start.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+    start.add_argument("--url", default=env_default("URL", DEFAULT_URL))
     start.set_defaults(run=_start)
     for name, run in (("status", _status), ("abort", _abort)):
         action = actions.add_parser(name, help=f"{name} the model's rollout")
         action.add_argument("model")
-        action.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+        action.add_argument("--url", default=env_default("URL", DEFAULT_URL))
         action.set_defaults(run=run)
-
-
-def _request(method: str, url: str, path: str, body: Any = None) -> dict[str, Any]:
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=30.0) as client:
-        response = client.request(method, path, json=body)
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]
-        except Exception:
-            message = response.text.strip() or f"HTTP {response.status_code}"
-        raise CommandError(f"server answered {response.status_code}: {message}")
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def _start(args: argparse.Namespace) -> None:
@@ -86,15 +70,15 @@ def _start(args: argparse.Namespace) -> None:
         RolloutSpec.from_json(body)  # refuse a bad spec here, before any request
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    _print(_request("POST", args.url, f"/v2/models/{args.model}/rollout", body))
+    _print(request_json("POST", args.url, f"/v2/models/{args.model}/rollout", body))
 
 
 def _status(args: argparse.Namespace) -> None:
-    _print(_request("GET", args.url, f"/v2/models/{args.model}/rollout"))
+    _print(request_json("GET", args.url, f"/v2/models/{args.model}/rollout"))
 
 
 def _abort(args: argparse.Namespace) -> None:
-    _print(_request("POST", args.url, f"/v2/models/{args.model}/rollout/abort", {}))
+    _print(request_json("POST", args.url, f"/v2/models/{args.model}/rollout/abort", {}))
 
 
 def _print(status: dict[str, Any]) -> None:

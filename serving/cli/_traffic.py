@@ -12,11 +12,10 @@ import argparse
 from typing import Any
 
 from serving.cli._errors import CommandError
+from serving.cli._server_http import DEFAULT_URL, request_json
 from serving.settings import env_default
 
 __all__ = ["add_commands"]
-
-_DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def add_commands(sub: Any) -> None:
@@ -31,27 +30,12 @@ def add_commands(sub: Any) -> None:
                       help="keep each value of this request key on one version")  # fmt: skip
     set_.add_argument("--clear", action="store_true",
                       help="drop the split set here: back to the config's (or the highest version)")  # fmt: skip
-    set_.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+    set_.add_argument("--url", default=env_default("URL", DEFAULT_URL))
     set_.set_defaults(run=_set)
     show = actions.add_parser("show", help="the split in force and per-arm counts")
     show.add_argument("model")
-    show.add_argument("--url", default=env_default("URL", _DEFAULT_URL))
+    show.add_argument("--url", default=env_default("URL", DEFAULT_URL))
     show.set_defaults(run=_show)
-
-
-def _request(method: str, url: str, model: str, body: Any = None) -> dict[str, Any]:
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=30.0) as client:
-        response = client.request(method, f"/v2/models/{model}/traffic", json=body)
-    if response.status_code != 200:
-        try:
-            message = response.json()["error"]
-        except Exception:
-            message = response.text.strip() or f"HTTP {response.status_code}"
-        raise CommandError(f"server answered {response.status_code}: {message}")
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def _set(args: argparse.Namespace) -> None:
@@ -73,11 +57,11 @@ def _set(args: argparse.Namespace) -> None:
         if split.empty:
             raise CommandError("give weights (1=80 2=20), --shadow, or --clear")
         body = split.to_json()
-    _print(_request("POST", args.url, args.model, body))
+    _print(request_json("POST", args.url, f"/v2/models/{args.model}/traffic", body))
 
 
 def _show(args: argparse.Namespace) -> None:
-    _print(_request("GET", args.url, args.model))
+    _print(request_json("GET", args.url, f"/v2/models/{args.model}/traffic"))
 
 
 def _print(shown: dict[str, Any]) -> None:
