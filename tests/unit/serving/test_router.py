@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,40 +12,16 @@ import pytest
 from serving.core import InferenceCore
 from serving.desired_state import ModelTarget, Source
 from serving.errors import NotFound, Unavailable
-from serving.examples import write_repository
-from serving.manager import ModelManager
-from serving.metrics import Metrics
 from serving.model import ModelVersion
 from serving.router import HighestReady, Router
-from serving.settings import Settings
 from serving.types import InferInput, InferRequest
-
-MODEL = "identity_fp32"
+from tests.unit.serving.versioned_core import MODEL, run_core, write_versions
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """identity_fp32 with versions 1, 2 and 3, all serving."""
-    write_repository(tmp_path, [MODEL])
-    (tmp_path / MODEL / "config.pbtxt").write_text("version_policy: { all: {} }\n")
-    for version in (2, 3):
-        (tmp_path / MODEL / str(version)).mkdir()
-        shutil.copy(tmp_path / MODEL / "1" / "model.onnx", tmp_path / MODEL / str(version))
-    return tmp_path
-
-
-def _run(repo: Path, scenario: Callable[[InferenceCore], Awaitable[None]]) -> None:
-    async def main() -> None:
-        settings = Settings(model_repository=repo, cores=1)
-        metrics = Metrics()
-        core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
-        await core.start()
-        try:
-            await scenario(core)
-        finally:
-            await core.close()
-
-    asyncio.run(main())
+    return write_versions(tmp_path, 3)
 
 
 def _request(version: str = "", request_id: str = "") -> InferRequest:
@@ -78,7 +53,7 @@ def test_default_policy_is_the_highest_ready_version(repo: Path) -> None:
         assert response.model_version == "3"
         np.testing.assert_array_equal(response.outputs[0].data, [[1.5, 2.5]])
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_an_explicit_version_is_served_by_that_version(repo: Path) -> None:
@@ -90,7 +65,7 @@ def test_an_explicit_version_is_served_by_that_version(repo: Path) -> None:
         with pytest.raises(NotFound, match="no version 7"):
             await core.infer(_request("7"))
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_a_policy_picks_the_version_and_the_answer_says_which(repo: Path) -> None:
@@ -104,7 +79,7 @@ def test_a_policy_picks_the_version_and_the_answer_says_which(repo: Path) -> Non
         core.router.set_policy(MODEL, None)
         assert (await core.infer(_request(request_id="1"))).model_version == "3"
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_metadata_config_and_ready_never_pass_through_the_policy(repo: Path) -> None:
@@ -119,7 +94,7 @@ def test_metadata_config_and_ready_never_pass_through_the_policy(repo: Path) -> 
         assert core.model_ready(MODEL)
         assert core.raw_input(MODEL).name == "INPUT0"
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_unknown_and_unready_models_fail_as_before(repo: Path) -> None:
@@ -131,7 +106,7 @@ def test_unknown_and_unready_models_fail_as_before(repo: Path) -> None:
         with pytest.raises(Unavailable, match="not ready"):
             await core.infer(_request(request_id="1"))
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_a_router_without_policies_asks_only_for_the_default() -> None:
@@ -175,4 +150,4 @@ def test_shadow_copies_run_and_their_answers_are_discarded(repo: Path) -> None:
         assert stats["1"]["inference_count"] == 1  # the shadow copy ran
         assert stats["2"]["inference_count"] == 0  # retired: it failed, the request did not
 
-    _run(repo, scenario)
+    run_core(repo, scenario)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,38 +11,19 @@ import pytest
 
 from serving.core import InferenceCore
 from serving.errors import InvalidArgument
-from serving.examples import write_repository
 from serving.manager import ModelManager
 from serving.metrics import Metrics
 from serving.rollout import ADVANCE, HOLD, RolloutSpec
 from serving.settings import Settings
 from serving.types import InferInput, InferRequest
+from tests.unit.serving.versioned_core import MODEL, run_core, write_versions
 
-MODEL = "identity_fp32"
 SPEC = RolloutSpec(to=2, baseline=1, steps=(50, 100), min_samples=5, max_p99_ratio=1e6)
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    write_repository(tmp_path, [MODEL])
-    (tmp_path / MODEL / "config.pbtxt").write_text("version_policy: { all: {} }\n")
-    (tmp_path / MODEL / "2").mkdir()
-    shutil.copy(tmp_path / MODEL / "1" / "model.onnx", tmp_path / MODEL / "2")
-    return tmp_path
-
-
-def _run(repo: Path, scenario: Callable[[InferenceCore], Awaitable[None]]) -> None:
-    async def main() -> None:
-        settings = Settings(model_repository=repo, cores=1)
-        metrics = Metrics()
-        core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
-        await core.start()
-        try:
-            await scenario(core)
-        finally:
-            await core.close()
-
-    asyncio.run(main())
+    return write_versions(tmp_path, 2)
 
 
 async def _send(core: InferenceCore, count: int) -> set[str]:
@@ -74,7 +53,7 @@ def test_a_rollout_steps_holds_for_samples_and_promotes(repo: Path) -> None:
         ]
         assert "waiting for samples: 0 of 5 candidate requests" in status["history"][1]["reason"]
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
     saved = (repo / ".sluice" / "rollouts" / f"{MODEL}.json").read_text()
     assert '"state": "promoted"' in saved
 
@@ -89,8 +68,8 @@ def test_a_running_rollout_resumes_after_a_restart(repo: Path) -> None:
         assert status["history"][-1]["action"] == "resume"
         assert core.traffic.split(MODEL)[0].weights == {1: 50, 2: 50}
 
-    _run(repo, first)
-    _run(repo, second)
+    run_core(repo, first)
+    run_core(repo, second)
 
 
 def test_one_process_runs_a_rollout_and_the_others_read_and_abort_it(repo: Path) -> None:

@@ -6,11 +6,9 @@ import asyncio
 import dataclasses
 import os
 import random
-import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,38 +17,14 @@ import pytest
 from serving.core import InferenceCore
 from serving.desired_state import ModelTarget
 from serving.errors import InvalidArgument
-from serving.examples import write_repository
-from serving.manager import ModelManager
-from serving.metrics import Metrics
-from serving.settings import Settings
 from serving.traffic import StickyKey, TrafficSplit, stable_fraction
 from serving.types import InferInput, InferRequest
-
-MODEL = "identity_fp32"
+from tests.unit.serving.versioned_core import MODEL, run_core, write_versions
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    write_repository(tmp_path, [MODEL])
-    (tmp_path / MODEL / "config.pbtxt").write_text("version_policy: { all: {} }\n")
-    for version in (2, 3):
-        (tmp_path / MODEL / str(version)).mkdir()
-        shutil.copy(tmp_path / MODEL / "1" / "model.onnx", tmp_path / MODEL / str(version))
-    return tmp_path
-
-
-def _run(repo: Path, scenario: Callable[[InferenceCore], Awaitable[None]]) -> None:
-    async def main() -> None:
-        settings = Settings(model_repository=repo, cores=1)
-        metrics = Metrics()
-        core = InferenceCore(settings, ModelManager(settings, metrics), metrics)
-        await core.start()
-        try:
-            await scenario(core)
-        finally:
-            await core.close()
-
-    asyncio.run(main())
+    return write_versions(tmp_path, 3)
 
 
 def _request(user: str = "", version: str = "") -> InferRequest:
@@ -98,7 +72,7 @@ def test_weights_sticky_keys_and_named_versions(repo: Path) -> None:
         again = sum(1 for key in keys[:50] if first[key] == "1")
         assert shown["arms"]["primary"]["1"]["requests"] == served["1"] + again
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_shadow_answers_are_compared_never_returned_and_dropped_when_behind(repo: Path) -> None:
@@ -114,7 +88,7 @@ def test_shadow_answers_are_compared_never_returned_and_dropped_when_behind(repo
         assert (shadow["sent"], shadow["dropped"], shadow["requests"]) == (1, 4, 1)
         assert shadow["compared"] == 1 and shadow["max_abs_diff"] == 0.0
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_admin_split_names_only_ready_versions_and_clears_back_to_default(repo: Path) -> None:
@@ -127,7 +101,7 @@ def test_admin_split_names_only_ready_versions_and_clears_back_to_default(repo: 
         assert (await core.infer(_request())).model_version == "3"
         assert core.traffic_show(MODEL)["source"] == ""
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_config_parameters_set_the_split(repo: Path) -> None:
@@ -144,7 +118,7 @@ def test_config_parameters_set_the_split(repo: Path) -> None:
         )
         assert (await core.infer(_request(), {"x-user": "a"})).model_version == "2"
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
 
 
 def test_an_admin_split_is_the_models_desired_state(repo: Path) -> None:
@@ -166,4 +140,4 @@ def test_an_admin_split_is_the_models_desired_state(repo: Path) -> None:
         assert not core.manager.desired.target(MODEL).traffic  # type: ignore[union-attr]
         assert (await core.infer(_request())).model_version == "3"
 
-    _run(repo, scenario)
+    run_core(repo, scenario)
