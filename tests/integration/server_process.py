@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "terminate"]
 
 _LISTEN = re.compile(r"(HTTP|gRPC|metrics) service listening on ([^\s:]+):(\d+)")
 
@@ -24,6 +24,18 @@ def _limit(memory_limit: int | None) -> Callable[[], None] | None:
     if memory_limit is None:
         return None
     return lambda: resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, 30 s to exit, then SIGKILL; the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
 
 
 class ServerProcess:
@@ -105,12 +117,6 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        returncode = terminate(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return returncode

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.integration.server_process import terminate
+
 __all__ = ["AgentProcess", "write_config"]
 
 _SERVING = re.compile(r"edge agent serving: http=(\d+) grpc=(\d+) metrics=(\d+)")
@@ -75,12 +77,6 @@ class AgentProcess:
         self._log.close()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        returncode = terminate(self.proc)
         self._log.close()
-        return int(self.proc.returncode)
+        return returncode
