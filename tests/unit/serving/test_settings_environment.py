@@ -76,7 +76,7 @@ def test_model_flags_win_over_the_variable(tmp_path: Path) -> None:
 
 def test_a_bad_reference_in_the_variable_is_refused(tmp_path: Path) -> None:
     values = {**_parse(), "model_repository": tmp_path, "registry": str(tmp_path)}
-    with pytest.raises(ValueError, match="--model .models:/."):
+    with pytest.raises(ValueError, match=r"--model .models:/."):
         settings_from(values, {"SLUICE_MODEL": "models:/a@champion models:/"})
 
 
