@@ -21,6 +21,7 @@ from serving.monitoring._events import EventBus, EventsConfig
 from tests.integration.edge.broker import Mosquitto
 from tests.integration.server_process import ServerProcess
 from tests.integration.test_monitoring import _model
+from tests.tls_certs import make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -305,3 +306,31 @@ def test_a_server_sends_version_loaded_over_mqtt(
     assert content_type == "application/cloudevents+json"
     assert loaded.get_type() == "io.sluice.version.loaded"
     assert loaded.get_data() == {"model": "good", "version": "1"}
+
+
+def test_mutual_tls_delivers_and_an_untrusted_certificate_keeps_the_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    broker = Mosquitto(tmp_path / "broker", tls=pki, client_certs=True)
+    broker.start()
+    clock = Clock()
+    try:
+        stranger = (f'tls = true\nca_file = "{pki.ca}"\n'
+                    f'cert_file = "{pki.stranger_cert}"\nkey_file = "{pki.stranger_key}"\n')  # fmt: skip
+        bus = EventBus(_config(tmp_path, broker.port, stranger), "/s", clock=clock, timeout=5)
+        event_id = bus.publish("io.sluice.version.loaded", {})
+        with caplog.at_level(logging.WARNING, logger="sluice.events"):
+            assert bus.deliver_due() == 0
+        bus.close()
+        assert bus.pending() == 1 and f"event {event_id} not delivered" in caplog.text
+
+        trusted = (f'tls = true\nca_file = "{pki.ca}"\n'
+                   f'cert_file = "{pki.client_cert}"\nkey_file = "{pki.client_key}"\n')  # fmt: skip
+        bus = EventBus(_config(tmp_path, broker.port, trusted), "/s", clock=clock, timeout=5)
+        clock.now += 1.0
+        assert bus.deliver_due() == 1  # PUBACK came back over TLS
+        bus.close()
+    finally:
+        broker.stop()
+    assert bus.pending() == 0
