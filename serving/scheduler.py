@@ -65,9 +65,11 @@ class DirectScheduler:
     """One execution per request; ``instances`` executions may run at once.
 
     Executions run in worker threads (ONNX Runtime releases the GIL), except short
-    ones: when a model's executions average under ``inline_below_ns`` and nothing else
-    of this model is running, the handoff to a thread and back would cost more than
-    the execution itself, so it runs on the event loop.
+    ones: when a model's executions average under ``inline_below_ns`` and an instance
+    is free, the handoff to a thread and back would cost more than the execution
+    itself, so it runs on the event loop. A request that waited for an instance runs
+    inline too once the average says so: under a steady load the requests queued while
+    the first executions ran in threads would otherwise keep the model in threads.
     """
 
     def __init__(
@@ -80,21 +82,29 @@ class DirectScheduler:
         clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         self._run = run
-        self._slots = asyncio.Semaphore(max(1, instances))
+        self._instances = max(1, instances)
+        self._slots = asyncio.Semaphore(self._instances)
         self._executor = executor
         self._inline_below_ns = inline_below_ns
         self._clock = clock
         self._average_ns: float | None = None  # moving average of execution time
-        self._running = 0
+        self._running = 0  # executions in worker threads
 
     def _observe(self, ns: int) -> None:
         avg = self._average_ns
         self._average_ns = ns if avg is None else avg + (ns - avg) / 16
 
     @property
-    def runs_inline(self) -> bool:
+    def _short(self) -> bool:
+        """Whether executions average under ``inline_below_ns``."""
         avg = self._average_ns
-        return avg is not None and avg < self._inline_below_ns and self._running == 0
+        return avg is not None and avg < self._inline_below_ns
+
+    @property
+    def runs_inline(self) -> bool:
+        """Whether a request arriving now runs on the event loop: executions are short
+        and an instance is free (the threads hold fewer than ``instances``)."""
+        return self._short and self._running < self._instances
 
     async def schedule(
         self,
@@ -106,12 +116,19 @@ class DirectScheduler:
         clock = self._clock
         queued = clock()
         if self.runs_inline:
+            # The loop runs one inline execution at a time and the threads hold fewer
+            # than ``instances``: no slot to take, nothing to wait for.
             outputs = self._run(inputs, output_names)
             done = clock()
             self._observe(done - queued)
             return Execution(outputs, 0, done - queued, batch_size)
         async with self._slots:
             started = clock()
+            if self._short:
+                outputs = self._run(inputs, output_names)
+                done = clock()
+                self._observe(done - started)
+                return Execution(outputs, started - queued, done - started, batch_size)
             self._running += 1
             try:
                 loop = asyncio.get_running_loop()

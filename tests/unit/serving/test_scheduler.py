@@ -130,3 +130,60 @@ def test_concurrency_is_capped_by_instances() -> None:
 
     assert asyncio.run(main()) == [0, 1, 2, 3, 4]
     assert executor.peak == 2
+
+
+def _echo(inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {"y": inputs["x"]}
+
+
+def test_requests_that_waited_for_an_instance_run_inline_once_executions_are_short() -> None:
+    """A steady load must not keep a tiny model in threads: the requests queued while the
+    first executions measured in threads run on the loop once those say they are short."""
+    executor = HeldExecutor()
+    scheduler = DirectScheduler(
+        _echo, 2, executor, inline_below_ns=200_000, clock=FakeClock(10_000)
+    )
+
+    async def main() -> list[int]:
+        tasks = [
+            asyncio.create_task(scheduler.schedule({"x": np.array([i])}, ["y"], 1))
+            for i in range(5)
+        ]
+        await _settle()
+        assert len(executor.held) == 2  # nothing measured yet: both instances in threads
+        executor.release_oldest()  # a 10 us execution: short
+        await _settle()
+        assert len(executor.held) == 1  # the three that waited ran on the loop
+        assert [t.done() for t in tasks] == [True, False, True, True, True]
+        # one instance is still busy in a thread; the other serves a new request inline
+        extra = await scheduler.schedule({"x": np.array([5])}, ["y"], 1)
+        assert len(executor.held) == 1
+        executor.release_oldest()
+        await _settle()
+        return [int((await t).outputs["y"][0]) for t in tasks] + [int(extra.outputs["y"][0])]
+
+    assert asyncio.run(main()) == [0, 1, 2, 3, 4, 5]
+    assert executor.peak == 2
+
+
+def test_an_inline_execution_never_exceeds_the_instances() -> None:
+    """With one instance busy in a thread, a short execution waits for it, not runs beside it."""
+    executor = HeldExecutor()
+    scheduler = DirectScheduler(
+        _echo, 1, executor, inline_below_ns=200_000, clock=FakeClock(10_000)
+    )
+
+    async def main() -> None:
+        first = asyncio.create_task(scheduler.schedule({"x": np.array([0])}, ["y"], 1))
+        await _settle()
+        assert len(executor.held) == 1
+        second = asyncio.create_task(scheduler.schedule({"x": np.array([1])}, ["y"], 1))
+        await _settle()
+        assert not second.done()  # the one instance is busy
+        executor.release_oldest()
+        await _settle()
+        assert first.done() and second.done()
+        assert not executor.held  # the second ran on the loop once the instance was free
+        assert (await second).queue_ns > 0
+
+    asyncio.run(main())
