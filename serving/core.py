@@ -7,8 +7,8 @@ no serving logic of their own.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from serving import __version__
 from serving.config import model_config_pb2
@@ -26,7 +26,10 @@ from serving.shared_memory import (
     reference,
 )
 from serving.traffic import TrafficController, TrafficSplit
-from serving.types import UNRESOLVED, InferRequest, InferResponse, RawInputSpec
+from serving.types import UNRESOLVED, InferInput, InferRequest, InferResponse, RawInputSpec
+
+if TYPE_CHECKING:
+    from serving.model import ModelVersion
 
 __all__ = ["EXTENSIONS", "SHARED_MEMORY_EXTENSION", "InferenceCore"]
 
@@ -39,6 +42,12 @@ EXTENSIONS = (
 )
 # Listed only when the server runs with --allow-shared-memory.
 SHARED_MEMORY_EXTENSION = "system_shared_memory"
+
+
+def _raw_spec(model: ModelVersion) -> RawInputSpec:
+    spec = model.raw_input_spec()
+    shape = (1, *spec.dims) if model.batching else spec.dims
+    return RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
 
 
 class InferenceCore:
@@ -120,12 +129,10 @@ class InferenceCore:
         return self.manager.get(name, version).config
 
     def raw_input(self, name: str, version: str = "") -> RawInputSpec:
-        """The input a raw body fills (``Inference-Header-Content-Length: 0``), with the
-        batch dimension of 1 a batching model takes."""
-        model = self.manager.get(name, version)
-        spec = model.raw_input_spec()
-        shape = (1, *spec.dims) if model.batching else spec.dims
-        return RawInputSpec(spec.name, spec.datatype.name, tuple(shape))
+        """The input a raw body fills (``Inference-Header-Content-Length: 0``) for ``version``,
+        or the highest ready one, with the batch dimension of 1 a batching model takes. An
+        inference request takes its spec from the version that answers it (``infer_raw``)."""
+        return _raw_spec(self.manager.get(name, version))
 
     # -- statistics ------------------------------------------------------------
 
@@ -218,7 +225,26 @@ class InferenceCore:
             request = self._read_shared_inputs(request)
         if headers and self.router.has_policies:
             request = dataclasses.replace(request, headers=headers)
+        return await self._run(self.router.route(request), request)
+
+    async def infer_raw(
+        self,
+        request: InferRequest,
+        tensor: Callable[[RawInputSpec], InferInput],
+        headers: Mapping[str, str] | None = None,
+    ) -> InferResponse:
+        """Run a request whose one input is a raw body (``Inference-Header-Content-Length:
+        0``): ``request`` comes without inputs, and ``tensor`` decodes the body for the
+        input of the version the router picks, so each version of a split gets a body
+        shaped for itself. The batch dimension of 1 a batching model takes is in the spec."""
+        if headers and self.router.has_policies:
+            request = dataclasses.replace(request, headers=headers)
         mv = self.router.route(request)
+        request = dataclasses.replace(request, inputs=(tensor(_raw_spec(mv)),))
+        return await self._run(mv, request)
+
+    async def _run(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
+        """``request`` answered by ``mv``, the router's pick, with its shadow copies."""
         shadowed = self.traffic.shadow(request, mv) if self.router.has_policies else None
         refs = output_references(request)
         if refs:

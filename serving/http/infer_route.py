@@ -7,6 +7,7 @@ starlette. Behaviour (errors, statuses, headers) is the same as the other routes
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -132,16 +133,22 @@ async def infer_answer(
     """
     raw = headers.get("inference-header-content-length")
     header_length = None if raw is None else request_codec.parse_header_length(raw)
-    raw_input = core.raw_input(name, version) if header_length == 0 else None
-    infer_request = request_codec.decode_infer_request(
-        body,
-        model_name=name,
-        model_version=version,
-        content_type=headers.get("content-type"),
-        header_length=header_length,
-        raw_input=raw_input,
-    )
-    response = await core.infer(infer_request, headers)
+    if header_length == 0:
+        # A raw body takes its shape from the version that answers: the core decodes it
+        # once the router has picked one.
+        infer_request = request_codec.raw_request(name, version)
+        response = await core.infer_raw(
+            infer_request, functools.partial(request_codec.raw_tensor, body), headers
+        )
+    else:
+        infer_request = request_codec.decode_infer_request(
+            body,
+            model_name=name,
+            model_version=version,
+            content_type=headers.get("content-type"),
+            header_length=header_length,
+        )
+        response = await core.infer(infer_request, headers)
     payload, out_headers = response_codec.encode_infer_response(
         response, infer_request, accept=headers.get("accept")
     )

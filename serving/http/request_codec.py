@@ -7,6 +7,7 @@ translator and every malformed body is testable without a server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import re
@@ -31,6 +32,8 @@ __all__ = [
     "decode_infer_request",
     "parse_header_length",
     "parse_json",
+    "raw_request",
+    "raw_tensor",
 ]
 
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
@@ -308,16 +311,27 @@ def _decode_raw(
             "Inference-Header-Content-Length: 0 sends the whole body as the raw bytes of a "
             f"single input, but model {model_name!r} does not have exactly one input"
         )
-    datatype = by_name(raw_input.datatype)
-    shape = _raw_shape(raw_input, datatype, len(body))
-    data = codecs.binary_to_array(body, datatype, shape, raw_input.name)
-    tensor = InferInput(raw_input.name, datatype.name, shape, data)
+    request = raw_request(model_name, model_version)
+    return dataclasses.replace(request, inputs=(raw_tensor(body, raw_input),))
+
+
+def raw_request(model_name: str, model_version: str) -> InferRequest:
+    """A raw-body request (``Inference-Header-Content-Length: 0``) before its one input is
+    decoded: the core decodes it (``raw_tensor``) for the version that answers."""
     return InferRequest(
         model_name=model_name,
         model_version=model_version,
-        inputs=(tensor,),
-        parameters={"binary_data_output": True},
+        inputs=(),
+        parameters={"binary_data_output": True},  # no JSON header to ask otherwise
     )
+
+
+def raw_tensor(body: bytes, raw_input: RawInputSpec) -> InferInput:
+    """The whole of ``body`` as the raw bytes of ``raw_input``."""
+    datatype = by_name(raw_input.datatype)
+    shape = _raw_shape(raw_input, datatype, len(body))
+    data = codecs.binary_to_array(body, datatype, shape, raw_input.name)
+    return InferInput(raw_input.name, datatype.name, shape, data)
 
 
 def _raw_shape(raw_input: RawInputSpec, datatype: DataType, size: int) -> tuple[int, ...]:
