@@ -55,24 +55,37 @@ class Agent:
             ttl_secs=config["outbox.ttl_secs"],
             policy=config["outbox.policy"],
         )
+        self.shipper: Any = None
+        self.collect_dir: Path | None = None
+        if config["collect.enabled"]:
+            from edge_agent._shipper import CollectShipper
+
+            self.collect_dir = state_dir / "collect"
+            self.shipper = CollectShipper(
+                state_dir / "collect-outbox.db", self.collect_dir, self.topics,
+                max_bytes=config["collect.max_bytes"], chunk_bytes=config["collect.chunk_bytes"],
+                on_dropped=self._collect_dropped,
+            )  # fmt: skip
         self.started = time.monotonic()
         self.host: Any = None
         self.link: Any = None
         self._kick = asyncio.Event()
         self._drain_wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._inflight: dict[int, int] = {}  # MQTT message id -> outbox row
+        self._inflight: dict[int, tuple[Any, int]] = {}  # MQTT message id -> (store, row)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._rng = random.Random()
 
     # -- start and stop ---------------------------------------------------------
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._recover()
         serve_task: asyncio.Task[None] | None = None
         if self.config["serve.enabled"]:
             from edge_agent._host import ServingHost
 
-            self.host = ServingHost(self.config, self.models_dir)
+            self.host = ServingHost(self.config, self.models_dir, self.collect_dir)
             committed = {r.name: r.committed for r in self.store.rows() if r.committed is not None}
             splits = {name: self._committed_traffic(name) for name in committed}
             serve_task = await self.host.start(committed, splits)
@@ -93,6 +106,8 @@ class Agent:
             asyncio.create_task(self._drain_forever(), name="edge-drain"),
             asyncio.create_task(self._heartbeat_forever(), name="edge-heartbeat"),
         ]
+        if self.shipper is not None:
+            tasks.append(asyncio.create_task(self._ship_forever(), name="edge-collect"))
         if self.config["mqtt.url"]:
             from edge_agent._link import MqttLink
 
@@ -122,6 +137,9 @@ class Agent:
                 self.link.stop()
             if self.host is not None:
                 await self.host.close()
+            if self.shipper is not None:
+                await asyncio.to_thread(self.shipper.scan)  # what the core rolled as it stopped
+                self.shipper.close()
             self.store.close()
             self.outbox.close()
             log.info("edge agent stopped")
@@ -368,7 +386,8 @@ class Agent:
                 "outbox_bytes": self.outbox.pending_bytes(),
                 "dropped": self.outbox.dropped(),
                 "broker_error": self.link.last_error if self.link is not None else "",
-            },
+            }
+            | ({"collect": self.shipper.stats()} if self.shipper is not None else {}),
         }
 
     def _traffic_in_force(self, name: str) -> dict[str, int]:
@@ -393,10 +412,22 @@ class Agent:
             self.report("connected")
 
     def _on_acked(self, mid: int) -> None:
-        row = self._inflight.pop(mid, None)
-        if row is not None:
-            self.outbox.ack(row)
+        entry = self._inflight.pop(mid, None)
+        if entry is not None:
+            store, row = entry
+            store.ack(row)
             self._drain_wake.set()
+
+    def _next_message(self) -> tuple[Any, Any] | None:
+        """The next message to send: events and reported state first, then collected data."""
+        for store in (self.outbox, self.shipper):
+            if store is None:
+                continue
+            sent = {row for s, row in self._inflight.values() if s is store}
+            batch = store.pending(limit=1, exclude=sent)
+            if batch:
+                return store, batch[0]
+        return None
 
     async def _drain_forever(self) -> None:
         gap = 1.0 / self.config["outbox.drain_per_sec"]
@@ -404,15 +435,32 @@ class Agent:
             await self._drain_wake.wait()
             self._drain_wake.clear()
             while self.link is not None and self.link.connected and len(self._inflight) < 20:
-                batch = self.outbox.pending(limit=1, exclude=set(self._inflight.values()))
-                if not batch:
+                found = self._next_message()
+                if found is None:
                     break
-                message = batch[0]
+                store, message = found
                 mid = self.link.publish(message.topic, message.payload, retain=message.retain)
                 if mid is None:
                     break
-                self._inflight[mid] = message.row
+                self._inflight[mid] = (store, message.row)
                 await asyncio.sleep(gap)
+
+    # -- collected data ------------------------------------------------------------
+
+    async def _ship_forever(self) -> None:
+        """Take every Parquet file the core rolled into the collection outbox, now and then."""
+        while True:
+            try:
+                if await asyncio.to_thread(self.shipper.scan):
+                    self._drain_wake.set()
+            except Exception:
+                log.exception("taking collected files in failed")
+            await asyncio.sleep(self.config["collect.scan_secs"])
+
+    def _collect_dropped(self, path: str, rows: int, reason: str) -> None:
+        """From the shipper's thread: the fleet hears of every dropped file."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: self.event("collect_dropped", path=path, rows=rows, reason=reason))  # fmt: skip
 
 
 def _rss_bytes() -> int:

@@ -1,4 +1,5 @@
-"""``sluice-edge``: ``run`` the agent on a device; ``publish`` and ``status`` for the fleet."""
+"""``sluice-edge``: ``run`` the agent on a device; ``publish``, ``status`` and ``collect-receive`` for
+the fleet."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_agent._config import ConfigError, config_keys, load_config
 from edge_agent._document import DocumentError
@@ -35,7 +37,45 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--topic-prefix", default="sluice/devices")
     st.add_argument("--json", action="store_true", help="raw JSON instead of a table")
     st.add_argument("--timeout", type=float, default=5.0)
+    rcv = sub.add_parser("collect-receive", help="write the data devices collect into a collection directory")  # fmt: skip
+    rcv.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://...")
+    rcv.add_argument("--out", required=True, type=Path, help="the directory (sluice drift --current reads it)")  # fmt: skip
+    rcv.add_argument("--device", help="only this device")
+    rcv.add_argument("--topic-prefix", default="sluice/devices")
+    rcv.add_argument("--client-id", default="sluice-collect-receiver", help="the broker keeps this session's messages while the receiver is away")  # fmt: skip
+    rcv.add_argument("--per-device", action="store_true", help="OUT/device=<id>/model=... instead of every device together")  # fmt: skip
+    rcv.add_argument("--idle-secs", type=float, help="stop after this long without a message (default: run until interrupted)")  # fmt: skip
     return parser
+
+
+def _collect_receive(args: argparse.Namespace) -> int:
+    """Exit status 1 when a chunk was refused or a file is still incomplete at the end."""
+    from edge_agent._receiver import receive_collected
+
+    refused: list[str] = []
+
+    def on_file(got: Any) -> None:
+        print(f"{got.device} {got.path}: {got.rows} rows -> {got.file}", flush=True)
+
+    def on_refused(reason: str) -> None:
+        refused.append(reason)
+        print(f"sluice-edge collect-receive: refused: {reason}", file=sys.stderr, flush=True)
+
+    try:
+        receiver = receive_collected(
+            args.broker, args.out, device=args.device, prefix=args.topic_prefix,
+            client_id=args.client_id, per_device=args.per_device, idle_secs=args.idle_secs,
+            on_file=on_file, on_refused=on_refused,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(f"sluice-edge collect-receive: {exc}", file=sys.stderr)
+        return 1
+    incomplete = receiver.incomplete()
+    for item in incomplete:
+        print(f"sluice-edge collect-receive: {item}", file=sys.stderr)
+    return 1 if refused or incomplete else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             default = "(required)" if key.required else repr(key.default)
             print(f"{key.name:28} {default:22} {key.help}")
         return 0
+    if args.command == "collect-receive":
+        return _collect_receive(args)
     from edge_agent._fleet import collect_status, publish_desired, render_table
 
     if args.command == "publish":

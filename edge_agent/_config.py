@@ -53,7 +53,7 @@ _KEYS: tuple[Key, ...] = (
     Key("mqtt.ca_file", Path, None, "CA bundle that signed the broker's certificate (mqtts://; default: the system's)"),
     Key("mqtt.cert_file", Path, None, "Client certificate for mutual TLS"),
     Key("mqtt.key_file", Path, None, "Client certificate's private key"),
-    Key("mqtt.topic_prefix", str, "sluice/devices", "Topics are {topic_prefix}/{device_id}/desired|reported|status|events"),
+    Key("mqtt.topic_prefix", str, "sluice/devices", "Topics are {topic_prefix}/{device_id}/desired|reported|status|events|collect"),
     Key("mqtt.keepalive_secs", int, 30, "MQTT keep-alive; the broker publishes the `offline` will after 1.5x this", minimum=5),
     Key("mqtt.reconnect_min_secs", float, 1.0, "First reconnect delay (doubles up to the maximum)", minimum=0.1),
     Key("mqtt.reconnect_max_secs", float, 60.0, "Longest reconnect delay", minimum=0.1),
@@ -73,6 +73,12 @@ _KEYS: tuple[Key, ...] = (
     Key("outbox.ttl_secs", float, 7 * 86400.0, "Pending messages older than this are dropped (counted as `expired`)", minimum=1),
     Key("outbox.policy", str, "drop_oldest", "When full: drop_oldest or reject_new (counted as `full_oldest` / `full_rejected`)", choices=("drop_oldest", "reject_new")),
     Key("outbox.drain_per_sec", float, 50.0, "Messages per second drained after a reconnect", minimum=0.1),
+    Key("collect.enabled", bool, False, "Collect the served models' inputs and outputs (config.pbtxt sluice.collect.*) and send the Parquet files to the fleet over MQTT; needs serve.enabled, mqtt.url and pyarrow"),
+    Key("collect.sample_rate", float, 1.0, "The rate for models that set no sluice.collect.sample_rate (0: only models that set one)", minimum=0),
+    Key("collect.roll_secs", float, 60.0, "Collected records roll into a Parquet file (and go out) this long after the first one", minimum=0.1),
+    Key("collect.max_bytes", int, 64 * 1024 * 1024, "Byte cap of collected files waiting for the broker; past it the oldest files are dropped (counted)", minimum=1024),
+    Key("collect.chunk_bytes", int, 65536, "Largest piece of a file in one MQTT message; keep it ~1 KiB under the broker's maximum packet size", minimum=1024),
+    Key("collect.scan_secs", float, 2.0, "Seconds between looks for newly rolled Parquet files", minimum=0.1),
     Key("health.golden_atol", float, 1e-4, "Absolute tolerance of golden outputs", minimum=0),
     Key("health.golden_rtol", float, 1e-3, "Relative tolerance of golden outputs", minimum=0),
     Key("health.window_requests", int, 100, "The canary ends after this many live requests...", minimum=1),
@@ -177,6 +183,10 @@ def validate(raw: dict[str, Any], base: Path | None = None) -> AgentConfig:
         raise ConfigError("mqtt.reconnect_max_secs", "must not be below mqtt.reconnect_min_secs")
     if values["download.retry_max_secs"] < values["download.retry_min_secs"]:
         raise ConfigError("download.retry_max_secs", "must not be below download.retry_min_secs")
+    if values["collect.enabled"] and not (values["serve.enabled"] and values["mqtt.url"]):
+        raise ConfigError("collect.enabled", "needs serve.enabled = true and mqtt.url: records are collected by the serving core and sent over MQTT")  # fmt: skip
+    if values["collect.sample_rate"] > 1:
+        raise ConfigError("collect.sample_rate", f"must be in 0..1, not {values['collect.sample_rate']!r}")  # fmt: skip
     prefix = values["mqtt.topic_prefix"]
     if any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError("mqtt.topic_prefix", "no '+', '#', nor a leading or trailing '/'")

@@ -82,9 +82,11 @@ class _CanaryWindow:
 
 
 class ServingHost:
-    def __init__(self, config: AgentConfig, models_dir: Path) -> None:
+    def __init__(self, config: AgentConfig, models_dir: Path, collect_dir: Path | None = None) -> None:  # fmt: skip
+        """``collect_dir``: collect the models' inputs and outputs into Parquet there."""
         self._config = config
         self.models_dir = models_dir
+        self.collect_dir = collect_dir
         self._task: asyncio.Task[None] | None = None
         self._ports = _PortListener()
         self._window = _CanaryWindow()
@@ -121,6 +123,10 @@ class ServingHost:
         options: dict[str, Any] = {}
         if c["serve.cores"]:
             options["cores"] = c["serve.cores"]
+        if self.collect_dir is not None:  # the shipper sends what rolls here (edge_agent._shipper)
+            options["collect"] = str(self.collect_dir)
+            options["collect_sample_rate"] = c["collect.sample_rate"]
+            options["collect_roll_secs"] = c["collect.roll_secs"]
         settings = Settings(
             model_repository=self.models_dir,
             host=c["serve.host"],

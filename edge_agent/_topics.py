@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 __all__ = ["DEVICE_ID", "Topics"]
 
@@ -38,6 +39,16 @@ class Topics:
     def events(self) -> str:
         """QoS 1 events drained from the outbox."""
         return f"{self.base}/events"
+
+    def collect(self, model: str, version: str) -> str:
+        """QoS 1 chunks of collected Parquet files of one model version (percent-encoded:
+        a model name may hold MQTT's wildcards)."""
+        return f"{self.base}/collect/{quote(model, safe='')}/{quote(version, safe='')}"
+
+    @staticmethod
+    def collect_filter(prefix: str = "sluice/devices", device: str | None = None) -> str:
+        """What a receiver subscribes to: every device's (or one device's) collected files."""
+        return f"{prefix}/{device or '+'}/collect/#"
 
     @staticmethod
     def device_of(topic: str, prefix: str = "sluice/devices") -> tuple[str, str] | None:
