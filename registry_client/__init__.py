@@ -9,7 +9,15 @@ async with open_registry("mlflow+http://127.0.0.1:5000") as registry:
 ```
 """
 
-from registry_client._audit import AUDIT_FILE, AuditError, AuditLog, current_user
+from registry_client._audit import (
+    AUDIT_FILE,
+    AuditError,
+    AuditLog,
+    append_record,
+    current_user,
+    read_history,
+    verify_log,
+)
 from registry_client._errors import (
     AuthenticationError,
     ConflictError,
@@ -25,6 +33,7 @@ from registry_client._follow import Follower, LoadRefused, ServingTarget
 from registry_client._local import LocalRegistry, Pin
 from registry_client._manifest import MANIFEST_NAME, build_manifest
 from registry_client._mlflow import MlflowRegistry
+from registry_client._mlflow_audit import AUDIT_EXPERIMENT, MlflowAuditLog
 from registry_client._open import default_registry_uri, open_registry
 from registry_client._options import HttpOptions, RetryPolicy
 from registry_client._pull import (
@@ -40,6 +49,7 @@ from registry_client._reference import LATEST, ModelReference, parse_reference
 from registry_client._version import FileEntry, Lineage, ModelVersion
 
 __all__ = [
+    "AUDIT_EXPERIMENT",
     "AUDIT_FILE",
     "LATEST",
     "LINEAGE_FILE",
@@ -56,6 +66,7 @@ __all__ = [
     "Lineage",
     "LoadRefused",
     "LocalRegistry",
+    "MlflowAuditLog",
     "MlflowRegistry",
     "ModelReference",
     "ModelVersion",
@@ -70,12 +81,15 @@ __all__ = [
     "ServingTarget",
     "UnsupportedSource",
     "VerificationError",
+    "append_record",
     "build_manifest",
     "current_user",
     "default_registry_uri",
     "open_registry",
     "parse_reference",
     "push_to_mlflow",
+    "read_history",
     "read_lineage",
     "remove_version",
+    "verify_log",
 ]

@@ -17,9 +17,10 @@ What each reference last resolved to is kept in ``<repository>/.sluice/following
 so a restart with the registry unreachable serves the same versions as before (else
 whatever the model's version policy picks on disk), and retries with backoff. A local
 registry also records the versions in use under ``pins/<deployment>.json``, so
-``sluice registry delete`` refuses them; the pin goes away on a clean shutdown. Its audit
-log (``sluice registry history``) gets a ``deploy`` record, by the deployment, each time
-a model starts serving other versions, and an ``undeploy`` record on a clean shutdown.
+``sluice registry delete`` refuses them; the pin goes away on a clean shutdown. The
+registry's audit log (``sluice registry history``; local or MLflow) gets a ``deploy``
+record, by the deployment, each time a model starts serving other versions, and an
+``undeploy`` record on a clean shutdown.
 """
 
 from __future__ import annotations
@@ -155,9 +156,9 @@ class Follower:
                 await self._task
         registry, self._registry = self._registry, None
         if registry is not None:
+            for name, versions in sorted(self._switched.items()):
+                await self._audit(registry, "undeploy", name, versions)
             if self._is_local(registry):
-                for name, versions in sorted(self._switched.items()):
-                    self._audit(registry, "undeploy", name, versions)
                 try:
                     registry.unpin(self.deployment)
                 except OSError as exc:
@@ -269,8 +270,8 @@ class Follower:
             return
         self._failed.pop(name, None)
         self._switched[name] = versions
-        if self._registry is not None and self._is_local(self._registry):
-            self._audit(self._registry, "deploy", name, versions, was=list(serving))
+        if self._registry is not None:
+            await self._audit(self._registry, "deploy", name, versions, was=list(serving))
         if serving != versions:
             was = f" (was {', '.join(map(str, serving))})" if serving else ""
             log.info(
@@ -320,15 +321,19 @@ class Follower:
 
         return isinstance(registry, LocalRegistry)
 
-    def _audit(
+    async def _audit(
         self, registry: Any, action: str, name: str, versions: tuple[int, ...], **details: Any
     ) -> None:
-        """One record in a local registry's audit log, by this deployment; never fatal."""
+        """One record in the registry's audit log (local or MLflow), by this deployment;
+        never fatal."""
+        from registry_client._audit import append_record
+        from registry_client._errors import RegistryError
+
         subject = f"{name}:{','.join(map(str, versions))}"
         details.update(versions=list(versions), model_repository=str(self.repository))
         try:
-            registry.audit.append(action, subject, user=self.deployment, details=details)
-        except OSError as exc:
+            await append_record(registry.audit, action, subject, user=self.deployment, details=details)  # fmt: skip
+        except (OSError, RegistryError) as exc:
             self._report("audit", exc)
         else:
             self._recovered("audit")

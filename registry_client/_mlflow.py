@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -26,6 +26,7 @@ from registry_client._errors import (
     UnsupportedSource,
 )
 from registry_client._manifest import MANIFEST_NAME, apply_manifest
+from registry_client._mlflow_audit import MlflowAuditLog
 from registry_client._options import HttpOptions, auth_from_env, tls_from_env
 from registry_client._reference import LATEST, ModelReference
 from registry_client._version import FileEntry, Lineage, ModelVersion, format_timestamp
@@ -72,6 +73,7 @@ class MlflowRegistry:
         )
         self._closed = False
         self._rng = random.Random()
+        self._audit: MlflowAuditLog | None = None
 
     async def __aenter__(self) -> MlflowRegistry:
         return self
@@ -142,6 +144,31 @@ class MlflowRegistry:
 
     async def _post(self, endpoint: str, body: Mapping[str, Any]) -> Any:
         return await self._request("POST", f"{_API}/{endpoint}", json=dict(body))
+
+    async def api(
+        self,
+        method: str,
+        endpoint: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One call of MLflow's REST API (``/api/2.0/mlflow/ENDPOINT``), with this
+        client's retries and error mapping."""
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = dict(body)
+        if params is not None:
+            kwargs["params"] = dict(params)
+        return await self._request(method, f"{_API}/{endpoint}", **kwargs)
+
+    @property
+    def audit(self) -> MlflowAuditLog:
+        """The hash-chained log of who changed what and why, kept in this server (the
+        ``sluice-audit`` experiment), so everyone using the server shares it."""
+        if self._audit is None:
+            self._audit = MlflowAuditLog(self)
+        return self._audit
 
     # -- the registry ----------------------------------------------------------
 
@@ -328,7 +355,7 @@ class MlflowRegistry:
         return ModelVersion(self.uri, record["name"], int(record["version"]), (), lineage,
                             aliases=tuple(record.get("aliases", [])))  # fmt: skip
 
-    # -- writes used by `sluice registry push` -----------------------------------
+    # -- writes: `sluice registry push | register | tag | alias | delete` ------------
 
     async def set_alias(self, name: str, alias: str, version: int) -> None:
         await self._post("registered-models/alias", {"name": name, "alias": alias, "version": str(version)})  # fmt: skip
@@ -339,6 +366,28 @@ class MlflowRegistry:
         for key, value in tags.items():
             await self._post("model-versions/set-tag",
                              {"name": name, "version": str(version), "key": key, "value": value})  # fmt: skip
+
+    async def delete_tags(self, name: str, version: int, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.api("DELETE", "model-versions/delete-tag",
+                           {"name": name, "version": str(version), "key": key})  # fmt: skip
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        try:
+            await self.api("DELETE", "registered-models/alias", {"name": name, "alias": alias})
+        except NotFound:
+            raise NotFound(f"model '{name}' has no alias '{alias}'") from None
+
+    async def get_version(self, name: str, version: int) -> ModelVersion:
+        """One version's record (no file listing)."""
+        body = await self._get("model-versions/get", name=name, version=str(version))
+        return await self._shallow(body["model_version"])
+
+    async def delete_version(self, name: str, version: int) -> list[str]:
+        """Delete one version; returns the aliases that pointed at it (MLflow drops them)."""
+        aliases = list((await self.get_version(name, version)).aliases)
+        await self.api("DELETE", "model-versions/delete", {"name": name, "version": str(version)})
+        return aliases
 
     async def upload_artifact(self, path: str, content: bytes) -> None:
         response = await self._client.put(f"{_ARTIFACTS}/{quote(path)}", content=content)

@@ -39,14 +39,13 @@ class Governance:
                 raise CommandError(str(exc)) from None
             self.bus = EventBus(config, f"/sluice/{socket.gethostname()}/registry")
 
-    def audit(self, registry: Any, action: str, subject: str, **details: Any) -> None:
-        """Append to a local registry's audit log (MLflow keeps its own history)."""
-        from registry_client import LocalRegistry
+    async def audit(self, registry: Any, action: str, subject: str, **details: Any) -> None:
+        """Append to the registry's audit log (a local registry's file, or MLflow's
+        ``sluice-audit`` experiment)."""
+        from registry_client import append_record
 
-        if isinstance(registry, LocalRegistry):
-            registry.audit.append(
-                action, subject, user=self.user, message=self.message, details=details
-            )
+        await append_record(registry.audit, action, subject, user=self.user,
+                            message=self.message, details=details)  # fmt: skip
 
     def emit(self, event_type: str, subject: str, **data: Any) -> None:
         if self.bus is not None:

@@ -175,31 +175,20 @@ def _registry(args: argparse.Namespace) -> None:
 
     async def act() -> None:
         async with open_registry(args.registry, create=action == "register") as registry:
-            if action == "history" and not isinstance(registry, LocalRegistry):
-                raise CommandError("the audit log is kept by local registries; "
-                                   "MLflow keeps its own history")  # fmt: skip
-            if action in ("register", "tag", "delete") and not isinstance(registry, LocalRegistry):
-                raise CommandError(f"'registry {action}' changes a local registry; "
-                                   "for MLflow use 'sluice registry push' or MLflow's own client")  # fmt: skip
             if action == "register":
-                assert isinstance(registry, LocalRegistry)
-                version = registry.register(
-                    args.name, args.paths, tags=_key_values(args.tag, "--tag"), aliases=args.alias,
-                    description=args.description, git_commit=args.git_commit,
-                    dataset=args.dataset, run_id=args.run_id,
-                )  # fmt: skip
-                print(f"registered {version.name} version {version.version}")
-                for f in version.files:
+                number, files = await _register(registry, args)
+                print(f"registered {args.name} version {number}")
+                for f in files:
                     print(f"  {f.path}  {f.size} bytes  {f.digest}")
                 assert governance is not None
-                subject = f"{version.name}:{version.version}"
-                governance.audit(registry, "register", subject, aliases=args.alias,
-                                 files=[f.path for f in version.files])  # fmt: skip
+                subject = f"{args.name}:{number}"
+                await governance.audit(registry, "register", subject, aliases=args.alias,
+                                       files=[f.path for f in files])  # fmt: skip
                 governance.emit("io.sluice.model.registered", subject, registry=registry.uri,
-                                model=version.name, version=version.version)  # fmt: skip
+                                model=args.name, version=number)  # fmt: skip
                 for name in args.alias:
                     governance.emit("io.sluice.model.alias_moved", subject, registry=registry.uri,
-                                    model=version.name, alias=name, version=version.version)  # fmt: skip
+                                    model=args.name, alias=name, version=number)  # fmt: skip
             elif action == "list" and args.name:
                 for v in await registry.list_versions(args.name):
                     aliases = f"  @{' @'.join(v.aliases)}" if v.aliases else ""
@@ -217,13 +206,17 @@ def _registry(args: argparse.Namespace) -> None:
                 for v in await registry.search_versions(_key_values(args.tag, "--tag"), args.name):
                     print(f"{v.name}  {v.version}")
             elif action == "tag":
-                assert isinstance(registry, LocalRegistry)
-                version = registry.set_tags(args.name, args.version,
-                                            _key_values(args.tags, "tag"), args.remove)  # fmt: skip
+                if isinstance(registry, LocalRegistry):
+                    version = registry.set_tags(args.name, args.version,
+                                                _key_values(args.tags, "tag"), args.remove)  # fmt: skip
+                else:
+                    await registry.set_tags(args.name, args.version, _key_values(args.tags, "tag"))
+                    await registry.delete_tags(args.name, args.version, args.remove)
+                    version = await registry.get_version(args.name, args.version)
                 print(" ".join(f"{k}={v}" for k, v in sorted(version.lineage.tags.items())))
                 assert governance is not None
-                governance.audit(registry, "tag", f"{args.name}:{args.version}",
-                                 set=_key_values(args.tags, "tag"), removed=args.remove)  # fmt: skip
+                await governance.audit(registry, "tag", f"{args.name}:{args.version}",
+                                       set=_key_values(args.tags, "tag"), removed=args.remove)  # fmt: skip
             elif action == "alias":
                 if args.delete == (args.version is not None):
                     raise CommandError("give either VERSION or --delete")
@@ -233,22 +226,24 @@ def _registry(args: argparse.Namespace) -> None:
                 elif args.version is not None:
                     await registry.set_alias(args.name, args.alias, args.version)
                 else:
-                    raise CommandError("removing an MLflow alias: use MLflow's own client")
+                    await registry.delete_alias(args.name, args.alias)
                 print(f"{args.name}@{args.alias} -> {args.version if args.version else 'removed'}")
                 assert governance is not None
                 subject = f"{args.name}@{args.alias}"
-                governance.audit(registry, "alias", subject, version=args.version,
+                await governance.audit(registry, "alias", subject, version=args.version,
                                  previous=previous)  # fmt: skip
                 governance.emit("io.sluice.model.alias_moved", subject, registry=registry.uri,
                                 model=args.name, alias=args.alias, version=args.version,
                                 previous=previous)  # fmt: skip
             elif action == "delete":
-                assert isinstance(registry, LocalRegistry)
-                dropped = registry.delete_version(args.name, args.version, force=args.force)
+                if isinstance(registry, LocalRegistry):
+                    dropped = registry.delete_version(args.name, args.version, force=args.force)
+                else:  # MLflow keeps no pins: nothing to refuse on
+                    dropped = await registry.delete_version(args.name, args.version)
                 extra = f" (aliases removed: {', '.join(dropped)})" if dropped else ""
                 print(f"deleted {args.name} version {args.version}{extra}")
                 assert governance is not None
-                governance.audit(registry, "delete", f"{args.name}:{args.version}",
+                await governance.audit(registry, "delete", f"{args.name}:{args.version}",
                                  aliases_removed=dropped, forced=args.force)  # fmt: skip
             elif action == "push":
                 from registry_client import push_to_mlflow
@@ -263,14 +258,13 @@ def _registry(args: argparse.Namespace) -> None:
                 pushed = args.name or parse_reference(args.ref).name
                 print(f"pushed to {args.to}: {pushed} version {number}")
                 assert governance is not None
-                governance.audit(
+                await governance.audit(
                     registry, "push", args.ref, to=args.to, name=pushed, version=number
                 )
                 governance.emit("io.sluice.model.registered", f"{pushed}:{number}", registry=args.to,
                                 model=pushed, version=number, source=args.ref)  # fmt: skip
             elif action == "history":
-                assert isinstance(registry, LocalRegistry)
-                _history(registry, args.name, args.verify)
+                await _history(registry, args.name, args.verify)
 
     _run_registry(act)
     if governance is not None:
@@ -289,17 +283,41 @@ async def _alias_target(registry: Any, name: str, alias: str) -> int | None:
         return None
 
 
-def _history(registry: Any, name: str, verify: bool) -> None:
-    from registry_client import AuditError
+async def _register(registry: Any, args: argparse.Namespace) -> tuple[int, Sequence[Any]]:
+    """A new version of NAME from files: in a local registry, or (through a scratch local
+    registry, whose digests become the manifest) pushed to MLflow as ``push`` does."""
+    import tempfile
+
+    from registry_client import LocalRegistry, parse_reference, push_to_mlflow
+
+    def register(into: Any) -> Any:
+        return into.register(
+            args.name, args.paths, tags=_key_values(args.tag, "--tag"), aliases=args.alias,
+            description=args.description, git_commit=args.git_commit,
+            dataset=args.dataset, run_id=args.run_id,
+        )  # fmt: skip
+
+    if isinstance(registry, LocalRegistry):
+        version = register(registry)
+        return version.version, version.files
+    with tempfile.TemporaryDirectory(prefix="sluice-register-") as tmp:
+        scratch = LocalRegistry(Path(tmp))
+        staged = register(scratch)
+        ref = parse_reference(f"models:/{staged.name}/{staged.version}")
+        return await push_to_mlflow(scratch, ref, registry, aliases=args.alias), staged.files
+
+
+async def _history(registry: Any, name: str, verify: bool) -> None:
+    from registry_client import AuditError, read_history, verify_log
 
     log = registry.audit
     if verify:
         try:
-            count = log.verify()
+            count = await verify_log(log)
         except AuditError as exc:
-            raise CommandError(f"audit log {log.path}: {exc}") from None
-        print(f"audit log {log.path}: {count} record(s), the chain is intact")
-    for r in log.history(name):
+            raise CommandError(f"audit log {log.where}: {exc}") from None
+        print(f"audit log {log.where}: {count} record(s), the chain is intact")
+    for r in await read_history(log, name):
         why = f'  "{r["message"]}"' if r.get("message") else ""
         details = json.dumps(r.get("details") or {}, sort_keys=True)
         print(f"{r['seq']:>4}  {r['time']}  {r['user']:<12} {r['action']:<9} {r['subject']}{why}  {details}")  # fmt: skip
