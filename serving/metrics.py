@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -34,7 +35,7 @@ from serving.stats import RequestTimings
 if TYPE_CHECKING:
     from serving.observers import InferenceRecord
 
-__all__ = ["AggregatedMetrics", "Metrics"]
+__all__ = ["AggregatedMetrics", "InFlight", "Metrics"]
 
 _LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -53,6 +54,15 @@ class _Histogram(Histogram):
             if count:
                 bucket.inc(count)
         self._sum.inc(total)
+
+
+class InFlight(Protocol):
+    """What ``Metrics.track`` reads: a model version's requests taken, not yet answered."""
+
+    name: str
+
+    @property
+    def in_flight(self) -> int: ...
 
 
 class _Tally:
@@ -209,8 +219,34 @@ class Metrics:
             "preferred (a preferred_batch_size was reached), closing (finishing queued work)",
             [*_MV, "reason"], registry=r,
         )  # fmt: skip
+        # What autoscalers read (serving.metrics.Metrics.track): one process's count is
+        # read from its versions at each scrape; under ``--workers`` each worker writes
+        # its own through at once, and the supervisor sums the live workers.
+        self.in_flight = Gauge(
+            "sluice_requests_in_flight",
+            "Inference requests a model has taken and not yet answered",
+            ["model"], registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._tracked: weakref.WeakSet[InFlight] = weakref.WeakSet()
+        self._in_flight_models: set[str] = set()
         r.register(_GpuCollector())
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def track(self, version: InFlight) -> Any:
+        """Count ``version``'s requests in ``sluice_requests_in_flight``.
+
+        Returns None when the count is read from ``version.in_flight`` at each scrape
+        (one process: nothing on the request path); under ``--workers`` the gauge child
+        the version must ``inc()`` and ``dec()`` itself, since the supervisor reads the
+        multiprocess files, not this process.
+        """
+        if self._immediate:
+            child = self.in_flight.labels(version.name)
+            child.inc(0)  # the series shows 0 from the load on
+            return child
+        self._tracked.add(version)
+        self._in_flight_models.add(version.name)
+        return None
 
     def _success_children(self, model: str, version: str) -> tuple[Any, ...]:
         """The labelled children a fold touches, looked up once per version."""
@@ -306,6 +342,12 @@ class Metrics:
     def fold(self) -> None:
         """Add every tally to the Prometheus metrics (and so, under ``--workers``, to this
         worker's multiprocess files), and start the next tallies empty."""
+        if self._in_flight_models:
+            counts = dict.fromkeys(self._in_flight_models, 0)
+            for tracked in self._tracked:
+                counts[tracked.name] += tracked.in_flight
+            for model, count in counts.items():
+                self.in_flight.labels(model).set(count)
         pending, self._pending = self._pending, {}
         for (model, version), p in pending.items():
             requests, inferences, total, queue, c_in, c_infer, c_out = self._success_children(

@@ -165,9 +165,16 @@ class ModelVersion:
         )
         self.observers = observers if observers is not None else ObserverSet()
         self._inflight = 0
+        # sluice_requests_in_flight: None when the metrics read ``in_flight`` at a scrape.
+        self._in_flight_gauge = metrics.track(self) if metrics is not None else None
         self._idle = asyncio.Event()
         self._idle.set()
         self._retired = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests this version has taken and not yet answered."""
+        return self._inflight
 
     @property
     def batching(self) -> bool:
@@ -284,6 +291,8 @@ class ModelVersion:
             raise Unavailable(f"model '{self.name}' version {self.version} is being unloaded")
         start = time.perf_counter_ns()
         self._inflight += 1
+        if self._in_flight_gauge is not None:
+            self._in_flight_gauge.inc()
         self._idle.clear()
         queue_ns = 0
         wants_tensors = self.observers.wants_tensors
@@ -332,6 +341,8 @@ class ModelVersion:
             raise
         finally:
             self._inflight -= 1
+            if self._in_flight_gauge is not None:
+                self._in_flight_gauge.dec()
             if self._inflight == 0:
                 self._idle.set()
         self._tell(record)
