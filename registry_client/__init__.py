@@ -46,6 +46,7 @@ from registry_client._pull import (
 )
 from registry_client._push import push_to_mlflow
 from registry_client._reference import LATEST, ModelReference, parse_reference
+from registry_client._schedule import POLL_JITTER, PollSchedule
 from registry_client._version import FileEntry, Lineage, ModelVersion
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "LATEST",
     "LINEAGE_FILE",
     "MANIFEST_NAME",
+    "POLL_JITTER",
     "AuditError",
     "AuditLog",
     "AuthenticationError",
@@ -73,6 +75,7 @@ __all__ = [
     "NetworkError",
     "NotFound",
     "Pin",
+    "PollSchedule",
     "PullEvent",
     "PullResult",
     "Puller",

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from registry_client._pull import LINEAGE_FILE
+from registry_client._schedule import PollSchedule, Sleep
 
 __all__ = ["Follower", "LoadRefused", "ServingTarget"]
 
@@ -95,6 +96,8 @@ class Follower:
         retention: int = 3,
         max_backoff_secs: float = 60.0,
         options: Any = None,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         from registry_client._options import HttpOptions, RetryPolicy
         from registry_client._reference import parse_reference
@@ -110,6 +113,10 @@ class Follower:
         self.poll_secs = poll_secs
         self.retention = retention
         self.max_backoff_secs = max(max_backoff_secs, poll_secs)
+        # Jittered waits (registry_client._schedule), so a fleet does not poll in step.
+        self.schedule = PollSchedule(
+            poll_secs, max_backoff=self.max_backoff_secs, rng=rng or random.Random(), sleep=sleep
+        )
         # Few retries inside one round: the follower retries whole rounds with backoff.
         self.options = options or HttpOptions(retry=RetryPolicy(max_attempts=3, max_delay=5.0))
         self._registry: Any = None
@@ -174,21 +181,21 @@ class Follower:
 
     async def _poll_forever(self, reachable: bool) -> None:
         failures = 0 if reachable else 1
+        # The first wait is a random part of one interval: pods started together drift apart.
+        delay = self.schedule.first() if reachable else self._delay(failures)
         while True:
-            await asyncio.sleep(self._delay(failures))
+            await self.schedule.wait(delay)
             try:
                 reachable = await self.sync()
             except Exception:  # the follower must outlive any one bad round
                 log.exception("registry round failed")
                 reachable = False
             failures = 0 if reachable else failures + 1
+            delay = self._delay(failures)
 
     def _delay(self, failures: int) -> float:
-        """The poll interval; after failures, backoff with jitter from 1s (or sooner) up."""
-        if failures == 0:
-            return self.poll_secs
-        ceiling = min(self.max_backoff_secs, min(1.0, self.poll_secs) * 2 ** (failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        """The poll interval +-20%; after failures, backoff with jitter from 1s (or sooner) up."""
+        return self.schedule.delay(failures)
 
     # -- one round ----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -28,16 +29,28 @@ class RepositoryPoller:
         records: Mapping[str, ModelRecord],
         changed: Callable[[str], Awaitable[None]],
         gone: Callable[[str], Awaitable[None]],
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.repository = repository
+        self._rng = rng or random.Random()
+        self._sleep = sleep
         self._records = records
         self._changed = changed
         self._gone = gone
         self._pending: dict[str, tuple] = {}  # fingerprints seen once
 
     async def poll_forever(self, interval: float) -> None:
+        """Scan every ``interval`` seconds +-20%, the first time after a random part of
+        one interval (``registry_client.PollSchedule``), so pods do not scan in step."""
+        from registry_client import PollSchedule
+
+        schedule = PollSchedule(interval, rng=self._rng, sleep=self._sleep)
+        delay = schedule.first()
         while True:
-            await asyncio.sleep(interval)
+            await schedule.wait(delay)
+            delay = schedule.delay()
             try:
                 await self.poll_once()
             except Exception:
