@@ -44,6 +44,9 @@ EXTENSIONS = (
 SHARED_MEMORY_EXTENSION = "system_shared_memory"
 
 
+_NO_REFS: dict[str, Any] = {}
+
+
 def _raw_spec(model: ModelVersion) -> RawInputSpec:
     spec = model.raw_input_spec()
     shape = (1, *spec.dims) if model.batching else spec.dims
@@ -66,6 +69,8 @@ class InferenceCore:
         )
         # Optional observers (a data collector, a profiler): serving.observers.
         self.observers = manager.observers
+        # Told as versions load, fail to load and unload (serving.monitoring's events).
+        self.lifecycle_listeners = manager.lifecycle_listeners
         self._started = False
         # None while system shared memory is off (the default).
         self.shared_memory: SharedMemoryRegistry | None = (
@@ -246,7 +251,12 @@ class InferenceCore:
     async def _run(self, mv: ModelVersion, request: InferRequest) -> InferResponse:
         """``request`` answered by ``mv``, the router's pick, with its shadow copies."""
         shadowed = self.traffic.shadow(request, mv) if self.router.has_policies else None
-        refs = output_references(request)
+        # Only a requested output with parameters can be placed in shared memory.
+        refs = (
+            output_references(request)
+            if any(out.parameters for out in request.outputs)
+            else _NO_REFS
+        )
         if refs:
             if self.shared_memory is None:
                 raise disabled_error()

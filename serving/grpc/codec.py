@@ -52,6 +52,8 @@ _INT64_MAX = 2**63 - 1
 def parameters_to_dict(params: Mapping[str, Any]) -> dict[str, Any]:
     """A map of ``InferParameter`` (or ``ModelRepositoryParameter``) as plain values."""
     out: dict[str, Any] = {}
+    if not params:  # the usual case: no items view to build
+        return out
     for key, param in params.items():
         which = param.WhichOneof("parameter_choice")
         if which is not None:
@@ -94,26 +96,29 @@ def decode_infer_request(msg: pb.ModelInferRequest) -> InferRequest:
         if name in seen:
             raise InvalidArgument(f"input {name!r} appears more than once")
         seen.add(name)
-        where = f"input {name!r}"
         try:
             datatype = by_name(tensor.datatype)
         except SluiceError as exc:
-            raise InvalidArgument(f"{where}: {exc.message}") from None
+            raise InvalidArgument(f"input {name!r}: {exc.message}") from None
         shape = tuple(tensor.shape)
-        if any(d < 0 for d in shape):
-            raise InvalidArgument(f"{where}: shape {shape_text(shape)} has a negative dimension")
+        if shape and min(shape) < 0:
+            raise InvalidArgument(
+                f"input {name!r}: shape {shape_text(shape)} has a negative dimension"
+            )
         parameters = parameters_to_dict(tensor.parameters)
-        ref = reference(parameters, where)
+        ref = reference(parameters, f"input {name!r}") if parameters else None
         has_contents = tensor.HasField("contents")
         if ref is not None:
             if has_contents:
-                raise InvalidArgument(f"{where} has both contents and a shared memory region")
+                raise InvalidArgument(
+                    f"input {name!r} has both contents and a shared memory region"
+                )
             data = UNRESOLVED
             in_shared_memory = True
         elif raw:
             if has_contents:
                 raise InvalidArgument(
-                    f"{where} has typed contents while the request uses raw_input_contents"
+                    f"input {name!r} has typed contents while the request uses raw_input_contents"
                 )
             if raw_used >= len(raw):
                 raise InvalidArgument(

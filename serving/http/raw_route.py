@@ -47,6 +47,11 @@ log = logging.getLogger("sluice.http")
 Headers = list[tuple[bytes, bytes]]
 
 _JSON = (b"content-type", b"application/json")
+# The answer headers every response repeats, encoded once.
+_ENCODED = {
+    ("Content-Type", media): (b"content-type", media.encode())
+    for media in ("application/json", "application/octet-stream", "application/msgpack")
+}
 _LIVE = "/v2/health/live"
 _READY = "/v2/health/ready"
 
@@ -97,7 +102,7 @@ class RawRoutes:
         else:
             await _write(cycle, status, body, headers)
         finally:
-            cycle.on_response = lambda: None
+            cycle.on_response = _nothing
 
     async def _health(self, field: bytes, check: Callable[[], bool]) -> tuple[int, bytes, Headers]:
         ok = check()
@@ -124,9 +129,15 @@ class RawRoutes:
             raw_headers.append(_JSON)
             raw_headers.append((b"content-length", b"%d" % len(payload)))
             return status, payload, raw_headers
-        raw_headers = [(k.lower().encode(), v.encode()) for k, v in out_headers.items()]
+        raw_headers = [
+            _ENCODED.get((k, v)) or (k.lower().encode(), v.encode()) for k, v in out_headers.items()
+        ]
         raw_headers.append((b"content-length", b"%d" % len(payload)))
         return 200, payload, raw_headers
+
+
+def _nothing() -> None:
+    """The cycle's ``on_response`` once answered (uvicorn calls it when the response ends)."""
 
 
 async def _write(cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers) -> None:

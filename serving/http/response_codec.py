@@ -30,6 +30,8 @@ _COMPRESS_LEVEL = 1
 _MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 _COMPACT = (",", ":")
 _quote = json.encoder.encode_basestring_ascii
+# json.dumps(value, separators=_COMPACT), without building an encoder for every call.
+_compact_json = json.JSONEncoder(separators=_COMPACT).encode
 # Outputs of fewer elements go into the one json.dumps of the answer as lists: below this
 # size that is quicker than writing the answer in pieces around their text.
 _TEXT_MIN = 32
@@ -37,6 +39,8 @@ _TEXT_MIN = 32
 
 def wants_msgpack(accept: str | None) -> bool:
     """Whether ``Accept`` names a msgpack media type (with a non-zero q)."""
+    if not accept or "msgpack" not in accept.lower():
+        return False
     return any(media in _MSGPACK_TYPES and q > 0 for media, q in _accepted(accept))
 
 
@@ -92,7 +96,7 @@ def _json_header(envelope: dict[str, Any], texts: dict[int, bytes]) -> bytes:
     """``json.dumps(envelope)`` (compact), written piece by piece so that each output's
     "data" text goes in as the codec wrote it from the array: no Python object per element."""
     if not texts:
-        return json.dumps(envelope, separators=_COMPACT).encode()
+        return _compact_json(envelope).encode()
     pieces: list[bytes] = []
     text: list[str] = ["{"]
     for key, value in envelope.items():
@@ -120,7 +124,7 @@ def _json_header(envelope: dict[str, Any], texts: dict[int, bytes]) -> bytes:
 def _dumps(value: Any) -> str:
     if type(value) is str:
         return _quote(value)
-    return json.dumps(value, separators=_COMPACT)
+    return _compact_json(value)
 
 
 def _is_binary(parameters: Mapping[str, Any] | None, default: bool) -> bool:
