@@ -78,6 +78,11 @@ def pending_files(agents: Agents, device: str) -> int:
         return int(db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
 
 
+def pending_rows(agents: Agents, device: str) -> int:
+    with sqlite3.connect(agents.tmp_path / "devices" / device / "collect-outbox.db") as db:
+        return int(db.execute("SELECT COALESCE(SUM(rows), 0) FROM files").fetchone()[0])
+
+
 def by_id(rows: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
     return {r["request_id"]: r for r in rows if r["request_id"].startswith(prefix)}
 
@@ -117,23 +122,26 @@ def test_collected_records_arrive_at_the_fleet_as_parquet(
     assert {f["n_current"] for f in features.values()} == {len(collected)}
 
 
-def test_records_collected_while_the_broker_is_down_arrive_after_it_returns(
+def test_records_collected_while_the_broker_is_down_arrive_after_it_returns_despite_a_sigkill(
     agents: Agents, fleet: Fleet, broker: Mosquitto, receiver: Receiver
 ) -> None:
     fleet.publish("dev-o", doc(1, "models:/mlp/1"))
     agent = agents.start("dev-o", **COLLECT)
     wait_for(lambda: fleet.model("dev-o").get("applied") == 1, what="v1 committed")
+    wait_for(lambda: receiver.rows(), what="the golden request's record")
     broker.stop()
     sent = {f"off-{i}": [float(i), 2.0, 3.0, 4.0] for i in range(40)}
     for rid, x in sent.items():
         assert infer(agent.http_port, rid, x) == 200
     # Rolled, taken into the outbox, and waiting there: nothing is left as Parquet.
-    wait_for(lambda: pending_files(agents, "dev-o") >= 1, what="files in the collection outbox")
+    wait_for(lambda: pending_rows(agents, "dev-o") == 40, what="every record in the collection outbox")  # fmt: skip
     collect = agents.tmp_path / "devices/dev-o/collect"
-    wait_for(lambda: not list(collect.glob("model=*/**/*.parquet")), what="Parquet taken in")
-    assert receiver.rows() == [] or not by_id(receiver.rows(), "off-")
+    assert not list(collect.glob("model=*/**/*.parquet"))
+    assert not by_id(receiver.rows(), "off-")
+    agent.kill()  # the outbox is on disk: a crash loses none of it
 
     broker.start()
+    agents.start("dev-o", **COLLECT)
     wait_for(lambda: len(by_id(receiver.rows(), "off-")) == 40, what="every record after the outage")  # fmt: skip
     rows = by_id(receiver.rows(), "off-")
     for rid, x in sent.items():
@@ -189,3 +197,39 @@ def test_the_receiver_refuses_an_altered_chunk_and_names_a_missing_one(
     assert written == ["dev-t--part-0003-1.parquet"]
     assert "dev-t model=mlp/version=1/date=2026-12-01/part-0003-1.parquet: 32 rows" in stdout
     assert len(ds.dataset(out, format="parquet", partitioning="hive").to_table()) == 32
+
+
+def test_over_its_cap_the_outbox_drops_the_oldest_files_and_the_fleet_hears_how_many_rows(
+    agents: Agents, fleet: Fleet, broker: Mosquitto, receiver: Receiver
+) -> None:
+    fleet.publish("dev-p", doc(1, "models:/mlp/1"))
+    agent = agents.start("dev-p", **(COLLECT | {"collect__max_bytes": 12_000}))
+    wait_for(lambda: fleet.model("dev-p").get("applied") == 1, what="v1 committed")
+    wait_for(lambda: receiver.rows(), what="the golden request's record")
+    before = len(receiver.rows())
+    broker.stop()
+    sent = 0
+    for burst in range(6):  # a file or more per burst, each taken in before the next burst
+        for i in range(20):
+            assert infer(agent.http_port, f"cap-{burst}-{i}", [float(i), 1.0, 2.0, float(burst)]) == 200  # fmt: skip
+        sent += 20
+        wait_for(lambda n=sent: dropped_rows(agents, "dev-p") + pending_rows(agents, "dev-p") == n, what="every record rolled")  # fmt: skip
+    lost = dropped_rows(agents, "dev-p")
+    assert lost > 0 and pending_rows(agents, "dev-p") > 0
+
+    broker.start()
+    wait_for(lambda: pending_files(agents, "dev-p") == 0, what="collection outbox drained")
+    wait_for(lambda: len(receiver.rows()) == before + sent - lost, what="what was kept, at the fleet")  # fmt: skip
+    order = [f"cap-{burst}-{i}" for burst in range(6) for i in range(20)]
+    got = {r["request_id"] for r in receiver.rows() if r["request_id"].startswith("cap-")}
+    assert got == set(order[lost:])  # the oldest went, the newest were kept
+    events = wait_for(lambda: [e for e in fleet.events if e.get("device") == "dev-p" and e["kind"] == "collect_dropped"], what="collect_dropped events")  # fmt: skip
+    wait_for(lambda: sum(e["rows"] for e in fleet.events if e.get("device") == "dev-p" and e["kind"] == "collect_dropped") == lost, what="every drop told")  # fmt: skip
+    assert {e["reason"] for e in events} == {"full_oldest"}
+    reported = wait_for(lambda: fleet.reported.get("dev-p", {}).get("device_info", {}).get("collect"), what="collect stats")  # fmt: skip
+    assert reported["dropped"]["full_oldest"]["rows"] == lost
+
+
+def dropped_rows(agents: Agents, device: str) -> int:
+    with sqlite3.connect(agents.tmp_path / "devices" / device / "collect-outbox.db") as db:
+        return int(db.execute("SELECT COALESCE(SUM(rows), 0) FROM drops").fetchone()[0])

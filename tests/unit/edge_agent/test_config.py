@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,17 @@ def test_docs_edge_md_lists_every_key_with_its_default() -> None:
         if not key.required and key.default is not None:
             shown = str(key.default).lower() if isinstance(key.default, bool) else repr(key.default)
             assert f"`{shown}`" in row, (key.name, row)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[serve]\nenabled = false\n[collect]\nenabled = true\n", "collect.enabled: needs serve.enabled = true and mqtt.url"),
+        ("[collect]\nsample_rate = 1.5\n", "collect.sample_rate: must be in 0..1, not 1.5"),
+        ("[collect]\nchunk_bytes = 100\n", "collect.chunk_bytes: must be at least 1024, not 100"),
+    ],
+)  # fmt: skip
+def test_collect_keys_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    text = 'device_id = "d"\nstate_dir = "s"\nregistry = "file:///r"\n[mqtt]\nurl = "mqtt://b:1883"\n' + extra  # fmt: skip
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write(tmp_path, text))
