@@ -178,6 +178,7 @@ class SluiceVariant:
     max_batch_size: int  # 0: no batching (requests run one by one)
     instances: int
     queue_delay_us: int | None  # dynamic batching's max_queue_delay_microseconds
+    intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0: cores // instances
 
     def config_pbtxt(self) -> str:
         """Triton config text. Without batching, ``max_batch_size`` is 0 and the batch
@@ -192,6 +193,12 @@ class SluiceVariant:
             if self.queue_delay_us is None
             else f"dynamic_batching {{ max_queue_delay_microseconds: {self.queue_delay_us} }}\n"
         )
+        threads = (
+            f'parameters [ {{ key: "intra_op_thread_count" value: '
+            f'{{ string_value: "{self.intra_op_threads}" }} }} ]\n'
+            if self.intra_op_threads
+            else ""
+        )
         return (
             f'name: "{self.name}"\n'
             'platform: "onnxruntime_onnx"\n'
@@ -200,6 +207,7 @@ class SluiceVariant:
             f'output [ {{ name: "{m.output_name}", data_type: TYPE_FP32, dims: [ {out} ] }} ]\n'
             f"{batching}"
             f"instance_group [ {{ kind: KIND_CPU, count: {self.instances} }} ]\n"
+            f"{threads}"
         )
 
 
@@ -212,6 +220,9 @@ SLUICE_VARIANTS: dict[str, SluiceVariant] = {
         SluiceVariant("tiny_mlp_batched", "tiny", 64, 1, 200),
         SluiceVariant("wide_mlp_batched", "wide", 64, 1, 1000),
         SluiceVariant("wide_mlp_batched_i2", "wide", 64, 2, 1000),
+        # One instance on one thread: on 2 cores shared with the front end and the client,
+        # a 2-thread ONNX Runtime pool waits on a thread the event loop holds (issue 14).
+        SluiceVariant("wide_mlp_batched_t1", "wide", 64, 1, 1000, intra_op_threads=1),
         SluiceVariant("seq_pool_batched", "seq", 64, 1, 500),
         SluiceVariant("ident_4mb", "ident", 0, 1, None),
     )

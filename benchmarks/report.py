@@ -8,17 +8,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.batch_stats import BatchingWindow, limit_at, verdict, yardstick
 from benchmarks.codec_bench import MicroResult
 from benchmarks.limit import LimitResult
 from benchmarks.scenarios import COMPARISONS, SCENARIOS, Comparison
 from serving.loadgen import LatencySummary
 
 __all__ = [
+    "BATCHING_HEADER",
     "RATIO_HEADER",
     "SCENARIO_HEADER",
     "ComparisonRow",
     "Measurement",
     "RunReport",
+    "batching_rows",
     "format_table",
     "pick_best",
     "ratio_rows",
@@ -48,6 +51,8 @@ class Measurement:
     client_cpu_percent: float = 0.0
     note: str = ""
     histogram: str = ""  # HDR histogram, base64 (own load generator only)
+    # Sluice with dynamic batching: what the batcher formed in the measured window
+    batching: BatchingWindow | None = None
 
     @property
     def error_rate(self) -> float:
@@ -59,9 +64,11 @@ class Measurement:
             return self.throughput
         return getattr(self.latency, f"{name}_ms")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, limit: LimitResult | None = None) -> dict[str, Any]:
+        """``limit``: the model's in-process ONNX Runtime limit, set beside the batches."""
         out = asdict(self)
         out["latency"] = self.latency.to_json()
+        out["batching"] = self.batching.to_json(limit) if self.batching else None
         return out
 
 
@@ -119,6 +126,10 @@ class RunReport:
             ],
             objective,
         )
+
+    def limit_for(self, m: Measurement) -> LimitResult | None:
+        scenario = SCENARIOS.get(m.scenario)
+        return self.limits.get(scenario.model) if scenario else None
 
     def clients(self, scenario: str) -> list[str]:
         return sorted({m.client for m in self.measurements if m.scenario == scenario})
@@ -182,7 +193,7 @@ class RunReport:
             "started": self.started,
             "machine": self.machine,
             "options": self.options,
-            "measurements": [m.to_json() for m in self.measurements],
+            "measurements": [m.to_json(self.limit_for(m)) for m in self.measurements],
             "limits": {k: v.to_json() for k, v in self.limits.items()},
             "micro": [r.to_json() for r in self.micro],
             "comparisons": [{**asdict(r), "met": r.met} for r in self.comparisons()],
@@ -267,6 +278,36 @@ def scenario_rows(report: RunReport) -> list[list[str]]:
     return rows
 
 
+BATCHING_HEADER = [
+    "scenario", "config", "client", "req/s", "executions", "mean batch", "batch sizes (size:executions)",
+    "queue ms/req", "compute ms/exec", "busy", "in exec/queue/elsewhere", "ORT rows/s at mean batch",
+    "ORT alone ms/exec at mean batch (threads)", "limited by",
+]  # fmt: skip
+
+
+def batching_rows(report: RunReport) -> list[list[str]]:
+    """One row per Sluice measurement with dynamic batching: the batches it formed."""
+    rows = []
+    for m in report.measurements:
+        w = m.batching
+        if w is None:
+            continue
+        limit = report.limit_for(m)
+        at_mean = limit_at(limit, w.mean_batch) if limit and w.executions else None
+        alone = yardstick(w, limit) if limit and w.executions else None
+        split = "/".join(f"{v:.1f}" for v in w.in_flight()) if w.connections else "-"
+        rows.append(
+            [
+                m.scenario, m.config, m.client, _num(m.throughput, 0), str(w.executions),
+                _num(w.mean_batch, 1), w.histogram_text() or "-", _num(w.queue_ms),
+                _num(w.compute_ms), f"{w.busy:.0%}", split, _num(at_mean, 0),
+                f"{1e3 * w.mean_batch / alone[0]:.2f} ({alone[1]})" if alone else "-",
+                verdict(w, limit),
+            ]
+        )  # fmt: skip
+    return rows
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -291,6 +332,18 @@ def render_markdown(report: RunReport) -> str:
         "",
         _md_table(SCENARIO_HEADER, scenario_rows(report)),
     ]
+    batching = batching_rows(report)
+    if batching:
+        parts += [
+            "",
+            "### Dynamic batching (the batcher over each measured window)",
+            "",
+            "From the server's statistics (`batch_stats`) before and after the measured "
+            "window; busy: share of the window the instances spent in executions; "
+            "in exec/queue/elsewhere: requests in flight by place (Little's law).",
+            "",
+            _md_table(BATCHING_HEADER, batching),
+        ]
     if report.limits:
         parts += ["", "### In-process ONNX Runtime limit", ""]
         rows = [

@@ -9,10 +9,11 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks import h2load, wrk
+from benchmarks.batch_stats import BatchingWindow, StatsSnapshot, fetch_stats
 from benchmarks.codec_bench import run_micro_benchmarks
-from benchmarks.limit import measure_limit
+from benchmarks.limit import LimitResult, measure_limit
 from benchmarks.mlserver_peer import (
     DEFAULT_VENV,
     MLSERVER_CONFIGS,
@@ -32,13 +34,14 @@ from benchmarks.mlserver_peer import (
 )
 from benchmarks.models import (
     MODELS,
+    SLUICE_VARIANTS,
     sample_inputs,
     write_onnx_models,
     write_sluice_repository,
 )
 from benchmarks.processes import ResourceMonitor, ServerProcess, wait_http_ready
 from benchmarks.progress import Progress
-from benchmarks.report import Measurement, RunReport
+from benchmarks.report import BATCHING_HEADER, Measurement, RunReport, batching_rows, format_table
 from benchmarks.scenarios import SCENARIOS, Scenario
 from benchmarks.triton_peer import DEFAULT_VENV as TRITON_VENV
 from benchmarks.triton_peer import PYTRITON_VERSION, TRITON_CONFIGS, start_triton, triton_model_name
@@ -59,8 +62,11 @@ from serving.loadgen import (
     open_channel,
     summarize_values,
 )
+from serving.runtime.options import default_cores
 
 __all__ = ["RunOptions", "Runner"]
+
+ONE_THREAD_SIZES = (1, 8, 16, 32, 64)  # the one-thread limit, up to the variants' max batch
 
 
 @dataclass
@@ -85,6 +91,29 @@ class _Endpoint:
     pid: int
     http: tuple[str, int] | None
     grpc: str | None  # "host:port"
+
+
+@dataclass(frozen=True, slots=True)
+class _BatchProbe:
+    """Reads a batching Sluice model's statistics around a measured window."""
+
+    fetch: Callable[[], StatsSnapshot]
+    instances: int
+    max_batch_size: int
+    queue_delay_us: int
+    connections: int
+    threads: int  # intra-op threads per instance
+
+    def window(self, before: StatsSnapshot, after: StatsSnapshot) -> BatchingWindow:
+        return BatchingWindow.between(
+            before,
+            after,
+            instances=self.instances,
+            max_batch_size=self.max_batch_size,
+            queue_delay_us=self.queue_delay_us,
+            connections=self.connections,
+            threads=self.threads,
+        )
 
 
 def _run_async(coro: Coroutine[Any, Any, Any], fast_loop: bool = True) -> Any:
@@ -117,6 +146,7 @@ class Runner:
         )
         self.run_dir = options.out
         self.onnx: dict[str, Path] = {}
+        self._probe: _BatchProbe | None = None  # the endpoint under load, when it batches
 
     # -- the run -------------------------------------------------------------------------
 
@@ -137,6 +167,10 @@ class Runner:
                 self._mlserver()
             if "triton" in self.o.peers and any(s.mlserver for s in self.loads):
                 self._triton()
+        rows = batching_rows(self.report)
+        if rows:
+            self.p.log("\ndynamic batching over each measured window (server statistics):")
+            self.p.log(format_table(rows, BATCHING_HEADER))
         return self.report
 
     def _micro(self) -> None:
@@ -155,8 +189,13 @@ class Runner:
         seconds = 0.2 if self.o.quick else max(1.0, self.o.duration / 8)
         self.p.begin(f"in-process ONNX Runtime limit: {key} (batch 1..256)")
         result = measure_limit(key, self.onnx[key], seconds)
+        one = measure_limit(key, self.onnx[key], seconds, ONE_THREAD_SIZES, threads=1)
+        result = LimitResult(key, result.by_batch, one.by_batch)
         self.report.limits[key] = result
-        self.p.end(f"limit {key}: {result.best:,.0f} inferences/s at batch {result.best_batch}")
+        self.p.end(
+            f"limit {key}: {result.best:,.0f} inferences/s at batch {result.best_batch}; "
+            f"one thread: {one.best:,.0f} at batch {one.best_batch}"
+        )
 
     # -- Sluice ----------------------------------------------------------------------------
 
@@ -316,10 +355,36 @@ class Runner:
 
     # -- one scenario against one endpoint ----------------------------------------------
 
+    def _batch_probe(
+        self, scenario: Scenario, endpoint: _Endpoint, model_name: str
+    ) -> _BatchProbe | None:
+        """A probe for Sluice variants with dynamic batching, served by one process (with
+        several workers each answers statistics for itself only)."""
+        variant = SLUICE_VARIANTS.get(model_name)
+        if (
+            endpoint.target != "sluice"
+            or endpoint.http is None
+            or variant is None
+            or endpoint.config != variant.name
+            or variant.queue_delay_us is None
+            or not variant.max_batch_size
+        ):
+            return None
+        base = "http://{}:{}".format(*endpoint.http)
+        return _BatchProbe(
+            lambda: fetch_stats(base, model_name),
+            variant.instances,
+            variant.max_batch_size,
+            variant.queue_delay_us,
+            scenario.connections,
+            variant.intra_op_threads or max(1, default_cores() // variant.instances),
+        )
+
     def _scenario(self, scenario: Scenario, endpoint: _Endpoint, model_name: str) -> None:
         model = MODELS[scenario.model]
         inputs = sample_inputs(model)
         label = f"{scenario.name} / {endpoint.target}[{endpoint.config}]"
+        self._probe = self._batch_probe(scenario, endpoint, model_name)
         if scenario.protocol == "grpc":
             if endpoint.grpc is None:
                 self._skip(label, "no gRPC front end")
@@ -496,10 +561,12 @@ class Runner:
         if self.o.warmup >= 1:
             wrk.run_wrk(url, script, scenario.connections, self.o.warmup)
         self.p.begin(f"{label} (wrk)")
+        stats_before = self._snapshot()
         before = os.times()
         with ResourceMonitor(endpoint.pid) as monitor:
             result, raw = wrk.run_wrk(url, script, scenario.connections, self.o.duration)
         after = os.times()
+        batching = self._window(stats_before, self._snapshot())
         (self.run_dir / "wrk" / f"{stem}.txt").write_text(raw)
         client_cpu = (
             (after.children_user + after.children_system)
@@ -529,9 +596,26 @@ class Runner:
             server_peak_rss_mb=monitor.usage.peak_rss_mb,
             client_cpu_percent=100.0 * client_cpu,
             note=note,
+            batching=batching,
         )
         self.report.measurements.append(m)
         self.p.end(_line(m))
+
+    def _snapshot(self) -> StatsSnapshot | None:
+        if self._probe is None:
+            return None
+        try:
+            return self._probe.fetch()
+        except (OSError, ValueError, KeyError) as exc:
+            self.p.log(f"  statistics not read: {type(exc).__name__}: {exc}")
+            return None
+
+    def _window(
+        self, before: StatsSnapshot | None, after: StatsSnapshot | None
+    ) -> BatchingWindow | None:
+        if self._probe is None or before is None or after is None:
+            return None
+        return self._probe.window(before, after)
 
     def _tick(self, spec: LoadSpec) -> Any:
         return lambda elapsed, ok, errors: self.p.load(elapsed, spec.duration, ok, errors)
@@ -552,8 +636,19 @@ class Runner:
         self.p.begin(label)
         cpu_before = _client_cpu(children)
         wall_before = time.monotonic()
+        # The load warms up first: read the statistics when its measured window opens.
+        stats_before: list[StatsSnapshot | None] = []
+        opener = threading.Timer(spec.warmup, lambda: stats_before.append(self._snapshot()))
+        if self._probe is not None:
+            opener.start()
         with ResourceMonitor(endpoint.pid) as monitor:
-            result: LoadResult = run()
+            try:
+                result: LoadResult = run()
+            finally:
+                opener.cancel()
+                if self._probe is not None:
+                    opener.join()
+        batching = self._window(stats_before[0] if stats_before else None, self._snapshot())
         client_cpu = 100.0 * (_client_cpu(children) - cpu_before) / (time.monotonic() - wall_before)
         summary, histogram = summarize_values(result.latencies_us)
         notes = [note] if note else []
@@ -577,6 +672,7 @@ class Runner:
             client_cpu_percent=client_cpu,
             note=" | ".join(notes),
             histogram=base64.b64encode(histogram.encode()).decode() if summary.count else "",
+            batching=batching,
         )
         self.report.measurements.append(m)
         self.p.end(_line(m))
@@ -593,11 +689,19 @@ def _client_cpu(children: bool) -> float:
 def _line(m: Measurement) -> str:
     lat = m.latency
     rate = f" rate {m.rate:,.0f}/s" if m.rate else ""
+    w = m.batching
+    batches = (
+        f"\n    batches: mean {w.mean_batch:.1f} [{w.histogram_text()}]  queue "
+        f"{w.queue_ms:.2f} ms/req  compute {w.compute_ms:.2f} ms/exec  busy {w.busy:.0%}"
+        if w is not None and w.executions
+        else ""
+    )
     return (
         f"{m.scenario} {m.target}[{m.config}] {m.client}{rate}: {m.throughput:,.0f} req/s  "
         f"p50 {lat.p50_ms:.2f}  p99 {lat.p99_ms:.2f} ms  errors {m.errors}  "
         f"server CPU {m.server_cpu_percent:.0f}%  RSS {m.server_peak_rss_mb:.0f} MB"
         + (f"  ({m.note})" if m.note else "")
+        + batches
     )
 
 

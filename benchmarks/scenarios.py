@@ -48,7 +48,7 @@ SCENARIOS: dict[str, Scenario] = {
             "wide_http_binary_c64",
             "wide MLP, HTTP binary tensors, 64 connections, dynamic batching",
             "wide", "http", "binary", 64, "throughput",
-            ("wide_mlp_batched", "wide_mlp_batched_i2"), limit=True,
+            ("wide_mlp_batched", "wide_mlp_batched_i2", "wide_mlp_batched_t1"), limit=True,
         ),
         Scenario(
             "seq_http_binary_c32",
