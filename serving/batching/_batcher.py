@@ -108,6 +108,7 @@ class DynamicBatcher:
         self._closed = False
         self._draining = False
         self._exec_ns_avg = 0.0
+        self._last_requests = 0  # requests in the latest execution: >1 means under load
 
     # -- the Scheduler interface ---------------------------------------------
 
@@ -198,7 +199,10 @@ class DynamicBatcher:
     def wake(self) -> None:
         """Run the flush policy now; the timer calls this, as do tests that move the clock."""
         now = self._clock()
-        decision = self._policy.decide(self._queue, now, self._free, draining=self._draining)
+        loaded = self._free < self._instances or self._last_requests > 1
+        decision = self._policy.decide(
+            self._queue, now, self._free, draining=self._draining, loaded=loaded
+        )
         self._apply(decision)
         self._arm(decision.wake_at_ns, now)
 
@@ -214,6 +218,7 @@ class DynamicBatcher:
         for flush in decision.flushes:
             self._queue.remove(flush.requests)
             self._free -= 1
+            self._last_requests = len(flush.requests)
             if self._metrics is not None:
                 self._metrics.observe_batch(self._model, self._version, flush.rows, flush.short)
             task = asyncio.get_running_loop().create_task(self._execute(flush))
@@ -246,7 +251,7 @@ class DynamicBatcher:
         plan = _Plan(flush.requests, (), {}, {})
         try:
             plan = self._plan(flush)
-            results = await loop.run_in_executor(self._executor, self._run_plan, plan)
+            results, worker_ns = await loop.run_in_executor(self._executor, self._run_plan, plan)
         except asyncio.CancelledError:
             released = True  # the worker may still use the buffers: never reuse them
             for item in plan.requests:
@@ -267,7 +272,9 @@ class DynamicBatcher:
                     continue
                 self._finish(
                     item,
-                    Execution(outputs, started - item.arrival_ns, elapsed, flush.rows, index == 0),
+                    Execution(
+                        outputs, started - item.arrival_ns, worker_ns, flush.rows, index == 0
+                    ),
                 )
         finally:
             if not released:
@@ -313,8 +320,15 @@ class DynamicBatcher:
                     ]
         return _Plan(requests, output_names, assembly, unpad)
 
-    def _run_plan(self, plan: _Plan) -> list[dict[str, np.ndarray] | BaseException]:
-        """Assemble, run and scatter one batch; runs in a worker thread."""
+    def _run_plan(self, plan: _Plan) -> tuple[list[dict[str, np.ndarray] | BaseException], int]:
+        """Assemble, run and scatter one batch in a worker thread; also how long that took
+        there (an execution's compute time: the hand-offs to and from the event loop are
+        neither queue nor compute)."""
+        started = self._clock()
+        results = self._run_batch(plan)
+        return results, self._clock() - started
+
+    def _run_batch(self, plan: _Plan) -> list[dict[str, np.ndarray] | BaseException]:
         requests = plan.requests
         if self._run_each is not None:
             results = self._run_each([item.inputs for item in requests], plan.output_names)

@@ -14,7 +14,8 @@ per input through the config ``parameters`` map:
 And one switch of Sluice's own:
 
 - ``sluice.run_lone_at_once``: ``"true"`` (the default) runs a request at once when it is
-  the only one waiting and an instance is free; ``"false"`` makes it wait out
+  the only one waiting and the model is idle (no execution running, and the last one
+  served a single request); ``"false"`` makes it always wait out
   ``max_queue_delay_microseconds`` for company, as Triton does.
 """
 

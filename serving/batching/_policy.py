@@ -14,8 +14,11 @@ Rules, in Triton's terms:
   is never split: the batch closes at the first one of its kind that does not fit.
 - It runs when it is full; when the next request of its kind does not fit; when a
   prefix of it reaches a preferred batch size; at once when it is the only request
-  waiting and an instance is free; else when its oldest request has waited
-  ``max_queue_delay`` (0: at once) or a member reaches its deadline.
+  waiting and the model is idle (an instance is free, none is running, and the last
+  execution served a single request); else when its oldest request has waited
+  ``max_queue_delay`` (0: at once) or a member reaches its deadline. Under load a
+  lone request would run a batch of one, the least efficient size, while the rest of
+  the load arrives behind it: it waits for company instead.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from serving.batching._queue import Pending, PendingQueue
 __all__ = ["SHORT_REASONS", "Decision", "Flush", "FlushPolicy"]
 
 #: Why a batch ran with fewer rows than ``max_batch_size``:
-#: ``idle``: it was the only request waiting and an instance was free, so it ran at once;
+#: ``idle``: it was the only request waiting on an idle model, so it ran at once;
 #: ``delay_expired``: its oldest request waited ``max_queue_delay_microseconds`` (0 counts);
 #: ``timeout``: a member reached its queue timeout before the delay ran out;
 #: ``shape``: the delay ran out while requests that would have fitted waited with other shapes
@@ -81,24 +84,34 @@ class FlushPolicy:
         self.run_lone_at_once = run_lone_at_once
 
     def decide(
-        self, queue: PendingQueue, now_ns: int, free_instances: int, *, draining: bool = False
+        self,
+        queue: PendingQueue,
+        now_ns: int,
+        free_instances: int,
+        *,
+        draining: bool = False,
+        loaded: bool = False,
     ) -> Decision:
         """The batches to run now on up to ``free_instances`` instances.
 
         ``draining`` (closing with queued work to finish) runs whatever is formed
-        without waiting.
+        without waiting. ``loaded``: an execution is running, or the last one served
+        more than one request; a lone request then waits for company.
         """
-        expired = tuple(item for item in queue if item.expired(now_ns))
+        expired: tuple[Pending, ...] = ()
         wake: int | None = None
-        for item in queue:
-            if item.deadline_ns is not None and item.deadline_ns >= now_ns:
-                wake = _earliest(wake, item.deadline_ns + 1)
+        if queue.timed:  # the common case has no deadlines: no pass over the queue for them
+            expired = tuple(item for item in queue if item.expired(now_ns))
+            for item in queue:
+                if item.deadline_ns is not None and item.deadline_ns >= now_ns:
+                    wake = _earliest(wake, item.deadline_ns + 1)
         flushes: list[Flush] = []
         if free_instances > 0:
             candidates = list(queue.ordered(now_ns))
             while candidates and len(flushes) < free_instances:
                 formed = self._form(candidates)
-                flush, due = self._judge(formed, now_ns, len(candidates) == 1, draining)
+                lone = len(candidates) == 1 and not loaded and not flushes
+                flush, due = self._judge(formed, now_ns, lone, draining)
                 if flush is None:
                     wake = _earliest(wake, due)
                     break

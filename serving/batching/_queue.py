@@ -88,6 +88,7 @@ class PendingQueue:
         self._levels: list[deque[Pending]] = [deque() for _ in range(max(1, levels))]
         self._count = 0
         self._rows = 0
+        self._timed = 0  # requests with a deadline
 
     def __len__(self) -> int:
         return self._count
@@ -96,6 +97,11 @@ class PendingQueue:
     def rows(self) -> int:
         return self._rows
 
+    @property
+    def timed(self) -> int:
+        """How many waiting requests have a queue deadline (0: none can expire)."""
+        return self._timed
+
     def depth(self, level: int) -> int:
         return len(self._levels[level - 1])
 
@@ -103,6 +109,8 @@ class PendingQueue:
         self._levels[item.level - 1].append(item)
         self._count += 1
         self._rows += item.rows
+        if item.deadline_ns is not None:
+            self._timed += 1
 
     def remove(self, items: Iterable[Pending]) -> None:
         gone = {id(item) for item in items}
@@ -110,9 +118,15 @@ class PendingQueue:
             return
         for index, level in enumerate(self._levels):
             if any(id(item) in gone for item in level):
-                kept = deque(item for item in level if id(item) not in gone)
-                self._count -= len(level) - len(kept)
-                self._rows -= sum(i.rows for i in level) - sum(i.rows for i in kept)
+                kept: deque[Pending] = deque()
+                for item in level:
+                    if id(item) not in gone:
+                        kept.append(item)
+                        continue
+                    self._count -= 1
+                    self._rows -= item.rows
+                    if item.deadline_ns is not None:
+                        self._timed -= 1
                 self._levels[index] = kept
 
     def __contains__(self, item: Pending) -> bool:

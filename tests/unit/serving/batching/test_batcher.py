@@ -406,6 +406,63 @@ def test_a_lone_request_can_be_told_to_wait_for_company() -> None:
     run(scenario)
 
 
+def test_under_load_a_lone_request_waits_for_company_instead_of_running_alone() -> None:
+    async def scenario() -> None:
+        h = Harness(_config(batching="max_queue_delay_microseconds: 100"), instances=2)
+        first = h.submit(_x(1))  # the model is idle: runs at once
+        await settle()
+        a = h.submit(_x(1, 10))  # an instance is free, but one is running: wait
+        await settle()
+        assert len(h.executor.jobs) == 1
+        b = h.submit(_x(1, 20))
+        await settle()
+        h.clock.now = 100 * US
+        h.batcher.wake()
+        await settle()
+        await h.run_all()
+        assert first.result().batch_size == 1 and a.result().batch_size == 2
+        assert b.result().batch_size == 2
+        h.clock.now = 200 * US
+        c = h.submit(_x(1, 30))  # nothing runs, but the last batch had company: wait
+        await settle()
+        assert h.executor.jobs == []
+        h.clock.now = 300 * US
+        h.batcher.wake()
+        await settle()
+        await h.run_all()
+        d = h.submit(_x(1, 40))  # the last batch ran alone: the model is idle again
+        await settle()
+        await h.run_all()
+        assert c.result().queue_ns == 100 * US and d.result().queue_ns == 0
+        assert h.runtime.sizes() == {1: 3, 2: 1}
+        assert h.metric("sluice_batches_short_total", reason="idle") == 2
+        assert h.metric("sluice_batches_short_total", reason="delay_expired") == 2
+        await h.batcher.close()
+
+    run(scenario)
+
+
+def test_compute_time_is_the_time_in_the_worker_not_the_wait_for_it() -> None:
+    async def scenario() -> None:
+        h = Harness(_config())
+        original = h.runtime.run
+
+        def slow(inputs: Mapping[str, np.ndarray], names: Sequence[str]) -> dict:
+            h.clock.now += 7 * US  # the model takes 7 µs
+            return original(inputs, names)
+
+        h.batcher._run = slow
+        task = h.submit(_x(1))
+        await settle()
+        h.clock.now = 50 * US  # the job waited 50 µs for a worker thread
+        await h.run_all()
+        execution = task.result()
+        assert (execution.queue_ns, execution.compute_infer_ns) == (0, 7 * US)
+        await h.batcher.close()
+
+    run(scenario)
+
+
 def test_run_lone_at_once_must_be_true_or_false() -> None:
     from serving.batching import BatchingConfig
 

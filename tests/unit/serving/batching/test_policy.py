@@ -52,6 +52,27 @@ def test_a_lone_request_waits_for_the_delay_when_told_to() -> None:
     assert _seqs(policy.decide(q, 0, 1, draining=True)) == [[1]]
 
 
+def test_a_lone_request_waits_for_company_while_the_model_is_loaded() -> None:
+    policy = FlushPolicy(8, 1000 * US)
+    q = _queue(_item(1))
+    waiting = policy.decide(q, 0, 1, loaded=True)  # another instance runs, or the last batch
+    assert waiting.flushes == () and waiting.wake_at_ns == 1000 * US  # had several requests
+    due = policy.decide(q, 1000 * US, 1, loaded=True)
+    assert _seqs(due) == [[1]] and due.flushes[0].short == "delay_expired"
+
+
+def test_without_deadlines_a_busy_model_decides_nothing_and_sets_no_timer() -> None:
+    q = _queue(_item(1), _item(2, at=10))
+    assert q.timed == 0
+    assert FlushPolicy(8, 100 * US).decide(q, 500 * US, 0) == Decision()
+    timed = _queue(_item(1, timeout_us=300), _item(2, timeout_us=900))
+    assert timed.timed == 2
+    d = FlushPolicy(8, 100 * US).decide(timed, 500 * US, 0)
+    assert [i.seq for i in d.expired] == [1] and d.wake_at_ns == 900 * US + 1
+    timed.remove(d.expired)
+    assert timed.timed == 1 and len(timed) == 1 and timed.rows == 1
+
+
 def test_waiting_requests_wait_for_the_delay_then_run_together() -> None:
     policy = FlushPolicy(8, 100 * US)
     q = _queue(_item(1, 2, at=0), _item(2, 3, at=40))
