@@ -49,6 +49,10 @@ class Supervised(Protocol):
         """Share API loads/unloads with every worker (serving.desired_sync)."""
         ...
 
+    def share_rollouts(self, rollout: Any) -> None:
+        """Judge canary rollouts on every worker's traffic (serving.rollout._peers)."""
+        ...
+
 
 def _describe_runtime() -> str:
     from serving.batching import IMPLEMENTATION as batching
@@ -109,6 +113,7 @@ async def serve(
         attach(core)
     if worker is not None:  # a load/unload through the API reaches every worker
         worker.follow_desired(manager)
+        worker.share_rollouts(core.rollout)
     # --collect / --events (serving.monitoring): the collector observes every version
     monitoring = await _start_monitoring(settings, core, metrics)
     # --registry: pull and follow --model references (serving.following)

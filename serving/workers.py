@@ -132,6 +132,7 @@ class WorkerLink:
         self._conn = conn
         self._desired: Any = None  # serving.desired_sync.WorkerDesiredState, once serving
         self._early: list[tuple[Any, ...]] = []  # desired-state messages before that
+        self._arms: Any = None  # serving.rollout.WorkerArms: a canary judged on all workers
 
     def follow_desired(self, manager: Any) -> None:
         """Send this worker's API load/unload targets to the supervisor and apply the
@@ -146,9 +147,20 @@ class WorkerLink:
                 message = self._conn.recv()
                 if message[0] == "desired":
                     self._early.append(message)
+                elif self._arms is not None:
+                    self._arms.received(message)
         early, self._early = self._early, []
         for message in early:
             self._desired.relayed(*message[1:])
+
+    def share_rollouts(self, rollout: Any) -> None:
+        """Judge this worker's canary rollouts on every worker's traffic, and answer the
+        worker that judges one (serving.rollout._peers)."""
+        from serving.rollout import ArmWindows, WorkerArms
+
+        self._arms = WorkerArms(self._send)
+        self._arms.windows = ArmWindows(rollout.traffic.arms)
+        rollout.peers = self._arms.peers
 
     def listening(self, http_port: int, grpc_port: int) -> None:
         self._send(("listening", http_port, grpc_port))
@@ -171,6 +183,8 @@ class WorkerLink:
                     self._early.append(message)
                 else:
                     self._desired.relayed(*message[1:])
+            elif self._arms is not None:  # a rollout's questions and answers
+                self._arms.received(message)
         except (EOFError, OSError):
             loop.remove_reader(self._conn.fileno())
             log.warning("the supervisor is gone; shutting down")
@@ -232,6 +246,9 @@ class Supervisor:
         self._started = asyncio.Event()  # every worker listens, or the start failed
         self._exited = asyncio.Event()  # stopping, and no worker runs
         self._relay = DesiredRelay()  # API loads/unloads, to every worker
+        from serving.rollout import ArmRelay
+
+        self._arm_relay = ArmRelay()  # a rollout's judge asks the other workers' traffic
 
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT; 0 when every worker drained and exited."""
@@ -351,6 +368,9 @@ class Supervisor:
                 if other.conn is not None and other.process is not None:
                     with contextlib.suppress(OSError):
                         other.conn.send(relayed)
+        elif message[0].startswith("arms-"):
+            live = [s.index for s in self._slots if s.conn is not None and s.process is not None]
+            self._arm_relay.received(slot.index, message, live, self._send_to)
         elif message[0] == "ready":
             slot.ready = True
             pid = slot.process.pid if slot.process is not None else 0
@@ -369,6 +389,7 @@ class Supervisor:
             conn.close()
         process.join()
         slot.process = slot.conn = None
+        self._arm_relay.gone(slot.index, self._send_to)
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(process.pid, self._metrics_dir)
@@ -394,6 +415,12 @@ class Supervisor:
         slot.restart = loop.call_later(
             delay, functools.partial(self._spawn, slot, join_when_ready=True)
         )
+
+    def _send_to(self, index: int, message: tuple[Any, ...]) -> None:
+        for slot in self._slots:
+            if slot.index == index and slot.conn is not None and slot.process is not None:
+                with contextlib.suppress(OSError):
+                    slot.conn.send(message)
 
     def _kill_stragglers(self) -> None:
         for slot in self._slots:

@@ -6,15 +6,19 @@ server or a clock. A decision needs enough samples; with too few it holds.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 import numpy as np
 
 from serving.rollout._spec import RolloutSpec
 from serving.traffic import ArmStats
 
-__all__ = ["ADVANCE", "HOLD", "ROLLBACK", "Decision", "Snapshot", "Window", "decide"]
+__all__ = [
+    "ADVANCE", "HOLD", "ROLLBACK", "ArmSample", "Decision", "Snapshot", "Window", "decide",
+]  # fmt: skip
 
 ADVANCE = "advance"
 HOLD = "hold"
@@ -39,8 +43,55 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ArmSample:
+    """What one arm did since a mark, in one process: counts and the raw latencies and
+    output differences, so samples of several workers merge into one ``Window`` (a p99
+    is taken over all their latencies, never averaged)."""
+
+    requests: int = 0
+    errors: int = 0
+    compared: int = 0
+    rows: int = 0
+    agreeing_rows: int = 0
+    latencies_ns: tuple[int, ...] = ()
+    diffs: tuple[float, ...] = ()
+
+    @classmethod
+    def between(cls, stats: ArmStats | None, before: Snapshot) -> ArmSample:
+        if stats is None:
+            return cls()
+        now = Snapshot.of(stats)
+        requests = now.requests - before.requests
+        recent = max(0, min(requests, len(stats.latencies_ns)))
+        compared = now.compared - before.compared
+        recent_diffs = max(0, min(compared, len(stats.diffs)))
+        return cls(
+            requests=requests,
+            errors=now.errors - before.errors,
+            compared=compared,
+            rows=now.rows - before.rows,
+            agreeing_rows=now.agreeing_rows - before.agreeing_rows,
+            latencies_ns=tuple(islice(stats.latencies_ns, len(stats.latencies_ns) - recent, None)),
+            diffs=tuple(islice(stats.diffs, len(stats.diffs) - recent_diffs, None)),
+        )
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """Plain values, for a pipe between processes."""
+        return (self.requests, self.errors, self.compared, self.rows, self.agreeing_rows,
+                self.latencies_ns, self.diffs)  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, data: Sequence[Any]) -> ArmSample:
+        requests, errors, compared, rows, agreeing, latencies, diffs = data
+        return cls(
+            int(requests), int(errors), int(compared), int(rows), int(agreeing),
+            tuple(int(v) for v in latencies), tuple(float(v) for v in diffs),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
-    """What one arm did over one interval."""
+    """What one arm did over one interval (in every process that served it)."""
 
     requests: int = 0
     errors: int = 0
@@ -52,26 +103,24 @@ class Window:
 
     @classmethod
     def between(cls, stats: ArmStats | None, before: Snapshot) -> Window:
-        if stats is None:
-            return cls()
-        now = Snapshot.of(stats)
-        requests = now.requests - before.requests
+        return cls.merge([ArmSample.between(stats, before)])
+
+    @classmethod
+    def merge(cls, samples: Iterable[ArmSample]) -> Window:
+        """One window of the samples of several processes (under ``--workers N``)."""
+        samples = list(samples)
+        latencies = [v for s in samples for v in s.latencies_ns]
         p99 = None
-        recent = min(requests, len(stats.latencies_ns))
-        if recent > 0:
-            tail = islice(stats.latencies_ns, len(stats.latencies_ns) - recent, None)
-            p99 = float(np.percentile(np.fromiter(tail, np.int64), 99)) / 1e6
-        compared = now.compared - before.compared
-        recent_diffs = min(compared, len(stats.diffs))
-        diffs = list(islice(stats.diffs, len(stats.diffs) - recent_diffs, None))
+        if latencies:
+            p99 = float(np.percentile(np.asarray(latencies, np.int64), 99)) / 1e6
         return cls(
-            requests=requests,
-            errors=now.errors - before.errors,
+            requests=sum(s.requests for s in samples),
+            errors=sum(s.errors for s in samples),
             p99_ms=p99,
-            compared=compared,
-            rows=now.rows - before.rows,
-            agreeing_rows=now.agreeing_rows - before.agreeing_rows,
-            max_abs_diff=max(diffs, default=0.0),
+            compared=sum(s.compared for s in samples),
+            rows=sum(s.rows for s in samples),
+            agreeing_rows=sum(s.agreeing_rows for s in samples),
+            max_abs_diff=max((d for s in samples for d in s.diffs), default=0.0),
         )
 
     @property

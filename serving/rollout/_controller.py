@@ -11,7 +11,9 @@ Under ``--workers N`` one process runs a rollout: the one holding the lock on
 ``<model>.lock`` (taken at start or resume). The splits it sets reach every worker
 through the desired state; the others answer ``status`` from the state file, and an
 ``abort`` taken by another worker is written there, where the running one sees it
-before its next decision.
+before its next decision. It judges every worker's traffic: with ``peers`` set
+(``serving.rollout._peers``, by ``serving.workers``) it marks the other workers' arms
+at each step and merges what they did with its own at each verdict.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import InvalidArgument, NotFound
-from serving.rollout._analysis import ADVANCE, ROLLBACK, Decision, Snapshot, Window, decide
+from serving.rollout._analysis import (
+    ADVANCE,
+    ROLLBACK,
+    ArmSample,
+    Decision,
+    Snapshot,
+    Window,
+    decide,
+)
+from serving.rollout._peers import PeerArms
 from serving.rollout._spec import RolloutSpec
 from serving.traffic import TrafficController, TrafficSplit
 
@@ -100,6 +111,8 @@ class RolloutController:
         self._locks: dict[str, int] = {}  # the rollouts this process runs: lock file fds
         # Told (on the loop) when a rollout ends promoted or rolled back, e.g. events.
         self.listeners: list[Callable[[RolloutState], None]] = []
+        # The other workers under --workers N, whose traffic each verdict includes.
+        self.peers: PeerArms | None = None
 
     # -- the admin surface ---------------------------------------------------
 
@@ -225,11 +238,16 @@ class RolloutController:
         spec = state.spec
         shadow = state.phase == _SHADOW_PHASE
         arms = self.traffic.arms
-        candidate_arm = arms.arms.get((name, spec.to, "shadow" if shadow else "primary"))
-        baseline_arm = arms.arms.get((name, state.baseline, "primary"))
+        candidate_key, baseline_key = self._keys(state)
         before_candidate, before_baseline = self._marks[name]
-        candidate = Window.between(candidate_arm, before_candidate)
-        baseline = Window.between(baseline_arm, before_baseline)
+        candidates = [ArmSample.between(arms.arms.get(candidate_key), before_candidate)]
+        baselines = [ArmSample.between(arms.arms.get(baseline_key), before_baseline)]
+        if self.peers is not None:
+            for other in await self.peers.collect(name, (candidate_key, baseline_key)):
+                if len(other) == 2:
+                    candidates.append(other[0])
+                    baselines.append(other[1])
+        candidate, baseline = Window.merge(candidates), Window.merge(baselines)
         decision = decide(spec, candidate, baseline, shadow=shadow, baseline_p99=state.baseline_p99)
         if baseline.requests >= spec.min_samples and baseline.p99_ms is not None:
             state.baseline_p99 = baseline.p99_ms
@@ -288,12 +306,21 @@ class RolloutController:
         else:
             percent = spec.steps[state.phase]
             self._split(state, {state.baseline: 100 - percent, spec.to: percent})
-        shadow = state.phase == _SHADOW_PHASE
         arms = self.traffic.arms
+        keys = self._keys(state)
         self._marks[state.model] = (
-            Snapshot.of(arms.arms.get((state.model, spec.to, "shadow" if shadow else "primary"))),
-            Snapshot.of(arms.arms.get((state.model, state.baseline, "primary"))),
+            Snapshot.of(arms.arms.get(keys[0])),
+            Snapshot.of(arms.arms.get(keys[1])),
         )
+        if self.peers is not None:
+            self.peers.mark(state.model, keys)
+
+    @staticmethod
+    def _keys(state: RolloutState) -> tuple[tuple[str, int, str], tuple[str, int, str]]:
+        """The arms a verdict compares: the candidate's (its shadow copies in the shadow
+        phase) and the baseline's."""
+        arm = "shadow" if state.phase == _SHADOW_PHASE else "primary"
+        return (state.model, state.spec.to, arm), (state.model, state.baseline, "primary")
 
     def _split(
         self, state: RolloutState, weights: dict[int, int], shadow: dict[int, int] | None = None
