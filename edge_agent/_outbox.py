@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,10 @@ class Outbox:
         self.ttl_secs = ttl_secs
         self.policy = policy
         self._clock = clock
+        # Autocommit mode, so ``with self._db`` would commit nothing: each change that must
+        # be all-or-nothing (drop, supersede, insert) runs in ``_transaction``.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()  # reads too: never see another thread's open transaction
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(
@@ -68,6 +73,17 @@ class Outbox:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT n FROM seq").fetchone()
@@ -94,7 +110,7 @@ class Outbox:
     def put(self, topic: str, body: dict[str, Any], *, retain: bool = False, key: str | None = None) -> str | None:  # fmt: skip
         """Queue ``body`` (a JSON object; ``id`` and ``seq`` are added). Returns the id, or
         None when the message was dropped (counted)."""
-        with self._db:
+        with self._transaction():
             self._expire()
             msg_id = uuid.uuid4().hex
             body = {"id": msg_id, "seq": self._next_seq(), **body}
@@ -127,32 +143,38 @@ class Outbox:
 
     def pending(self, limit: int = 100, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxMessage]:  # fmt: skip
         """The oldest pending messages, in the order they were put."""
-        with self._db:
+        with self._transaction():
             self._expire()
-        rows = self._db.execute(
-            "SELECT row, id, topic, payload, retain, created FROM messages ORDER BY row LIMIT ?",
-            (limit + len(exclude),),
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT row, id, topic, payload, retain, created FROM messages ORDER BY row LIMIT ?",
+                (limit + len(exclude),),
+            ).fetchall()
         out = [OutboxMessage(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5]) for r in rows]
         return [m for m in out if m.row not in exclude][:limit]
 
     def expire(self) -> None:
         """Drop (and count) what is past the TTL now, so the counts read next are current."""
-        with self._db:
+        with self._transaction():
             self._expire()
 
     def ack(self, row: int) -> None:
         """The broker acknowledged the message (PUBACK): only now is it deleted."""
-        with self._db:
+        with self._transaction():
             self._db.execute("DELETE FROM messages WHERE row=?", (row,))
 
     def depth(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     def pending_bytes(self) -> int:
-        return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0])
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COALESCE(SUM(size), 0) FROM messages").fetchone()[0]
+            )
 
     def dropped(self) -> dict[str, int]:
         counts = dict.fromkeys(DROP_REASONS, 0)
-        counts.update(self._db.execute("SELECT reason, count FROM drops").fetchall())
+        with self._lock:
+            counts.update(self._db.execute("SELECT reason, count FROM drops").fetchall())
         return counts

@@ -81,3 +81,27 @@ def test_expire_counts_what_is_past_the_ttl_before_anything_is_put(tmp_path: Pat
     clock.now += 61
     box.expire()
     assert (box.dropped()["expired"], box.depth(), box.pending_bytes()) == (2, 0, 0)
+
+
+def test_a_put_that_fails_midway_keeps_the_superseded_state(tmp_path: Path) -> None:
+    # The reported state is replaced by deleting the pending one and inserting the new
+    # one: if the insert fails, the delete must not have happened (one transaction).
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # put #2: _expire reads the clock (3), the insert reads it (4)
+            raise OSError("disk gone")
+        return 1000.0
+
+    box = Outbox(tmp_path / "o.db", max_bytes=10_000, ttl_secs=60, clock=clock)
+    box.put("r", {"n": 0}, retain=True, key="reported")
+    try:
+        box.put("r", {"n": 1}, retain=True, key="reported")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the clock did not fail the second put")
+    reopened = Outbox(tmp_path / "o.db", max_bytes=10_000, ttl_secs=60, clock=lambda: 1000.0)
+    assert bodies(reopened) == [0]
