@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 from serving.cli._errors import CommandError
 
 __all__ = ["Governance", "add_governance_options"]
+
+DELIVERY_SECS = 10.0  # the most a command waits for its events' receivers, all sinks together
 
 
 def add_governance_options(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +56,12 @@ class Governance:
             self.bus.publish(event_type, data, subject=subject)
 
     def deliver(self) -> None:
-        """One delivery attempt; what a receiver did not take waits in the outbox."""
+        """One delivery attempt, ``DELIVERY_SECS`` at most, then the MQTT connections are
+        closed; what a receiver did not take waits in the outbox, and stderr says so."""
         if self.bus is None:
             return
-        self.bus.deliver_due()
-        if pending := self.bus.pending():
-            print(f"{pending} event(s) kept in {self.bus.config.outbox} for the next delivery")
+        if pending := self.bus.deliver_within(DELIVERY_SECS):
+            events = "event" if pending == 1 else "events"
+            print(f"{pending} {events} pending in {self.bus.config.outbox}, will be delivered "
+                  "by the next sluice command or server using this events file",
+                  file=sys.stderr)  # fmt: skip

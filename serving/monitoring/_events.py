@@ -19,6 +19,11 @@ per sink, retrying with exponential backoff. A webhook gets it POSTed and signed
 Standard Webhooks specifies (``webhook-id`` is the event id, so a receiver can drop a
 redelivery); an MQTT sink gets it published to its topic (``_mqtt_sink``), removed from
 the outbox only once the broker acknowledged it.
+
+Each sink's outbox is bounded (``max_outbox_bytes``, ``max_event_age``): before each
+delivery pass the oldest entries past either bound are dropped, counted
+(``sluice_events_dropped_total{sink,reason}``) and logged at most once a minute per sink
+and reason; ``publish`` never waits for that.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -57,6 +63,7 @@ log = logging.getLogger("sluice.events")
 
 BACKOFF_BASE_SECS = 1.0
 BACKOFF_MAX_SECS = 300.0
+DROP_LOG_SECS = 60.0  # drops in a burst are logged once, then summed at most once a minute
 
 
 def backoff_secs(attempts: int) -> float:
@@ -88,18 +95,27 @@ def structured_body(event: Any) -> bytes:
     return to_structured_event(event).body
 
 
-Post = Callable[[str, bytes, dict[str, str]], int]  # (url, body, headers) -> HTTP status
+# post(url, body, headers, timeout) -> the HTTP status of the answer
+Post = Callable[[str, bytes, dict[str, str], float], int]
 
 
-def _httpx_post(timeout: float) -> Post:
+def _httpx_post() -> Post:
     import httpx
 
-    client = httpx.Client(timeout=timeout)
+    client = httpx.Client()
 
-    def post(url: str, body: bytes, headers: dict[str, str]) -> int:
-        return client.post(url, content=body, headers=headers).status_code
+    def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        return client.post(url, content=body, headers=headers, timeout=timeout).status_code
 
     return post
+
+
+def _created_secs(path: Path) -> float:
+    """When an outbox entry was written: its name starts with the time in ns."""
+    try:
+        return int(path.name[:20]) / 1e9
+    except ValueError:
+        return 0.0  # not a name publish wrote: oldest of all
 
 
 Sink = WebhookSink | MqttSink
@@ -109,7 +125,9 @@ class EventBus:
     """Publishes events to the configured sinks through the durable outbox.
 
     Each sink has its own outbox directory: ``sink-<n>`` for the n-th webhook (0-based),
-    ``mqtt-<n>`` for the n-th MQTT sink."""
+    ``mqtt-<n>`` for the n-th MQTT sink; that name is the ``sink`` label of
+    ``sluice_events_dropped_total`` when ``registry`` (a prometheus_client
+    CollectorRegistry) is given."""
 
     def __init__(
         self,
@@ -117,23 +135,42 @@ class EventBus:
         source: str,
         *,
         post: Post | None = None,
-        clock: Callable[[], float] = time.time,  # schedules retries (stored in the outbox)
+        clock: Callable[[], float] = time.time,  # schedules retries (stored in the outbox), ages
         timeout: float = 10.0,
+        registry: Any = None,
     ) -> None:
         self.config = config
         self.source = source
-        self._post = post or _httpx_post(timeout)
+        self.timeout = timeout
+        self._post = post or _httpx_post()
         self._clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._name_lock = threading.Lock()
+        self._last_ns = 0
         self._sinks: list[tuple[Sink, Path]] = [
             (sink, config.outbox / f"sink-{i}") for i, sink in enumerate(config.webhooks)
         ] + [(sink, config.outbox / f"mqtt-{i}") for i, sink in enumerate(config.mqtt)]
         self._publishers = {id(sink): MqttPublisher(sink, timeout) for sink in config.mqtt}
         for _, directory in self._sinks:
             directory.mkdir(parents=True, exist_ok=True)
+        # Each outbox's bytes as this process sees them (None: not counted yet); when the
+        # count passes the cap, the directory itself is measured before anything is dropped.
+        self._bytes: dict[Path, int | None] = dict.fromkeys((d for _, d in self._sinks), None)
+        self.dropped: dict[tuple[str, str], int] = {}  # (outbox name, reason) -> entries
+        self._unlogged: dict[tuple[str, str], int] = {}  # dropped, not yet in the log
+        self._logged_at: dict[tuple[str, str], float] = {}
+        self._counter: Any = None
+        if registry is not None:
+            from prometheus_client import Counter
+
+            self._counter = Counter(
+                "sluice_events_dropped", "Events dropped from an outbox before delivery, by "
+                "sink (its outbox directory) and the bound it passed", ["sink", "reason"],
+                registry=registry,
+            )  # fmt: skip
 
     def publish(self, event_type: str, data: dict[str, Any], subject: str = "") -> str:
         """Put the event in the outbox of every sink that wants it; returns its id."""
@@ -144,37 +181,63 @@ class EventBus:
             if not sink.wants(event_type):
                 continue
             entry = {"id": event_id, "body": body.decode(), "attempts": 0, "next_at": 0.0}
-            name = f"{time.time_ns():020d}-{event_id}.json"
+            name = f"{self._name_ns():020d}-{event_id}.json"
             tmp = directory / f".{name}.tmp"
+            text = json.dumps(entry)
             with tmp.open("w") as f:
-                json.dump(entry, f)
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, directory / name)
+            counted = self._bytes[directory]
+            if counted is not None:  # a stale count only delays a drop until it is measured
+                self._bytes[directory] = counted + len(text.encode())
         self._wake.set()
         return event_id
+
+    def _name_ns(self) -> int:
+        """An entry's name starts with when it was written (the bus's clock, in ns), kept
+        increasing within the process so that the names sort in publish order."""
+        with self._name_lock:
+            self._last_ns = max(self._last_ns + 1, int(self._clock() * 1e9))
+            return self._last_ns
 
     def pending(self) -> int:
         return sum(len(list(directory.glob("*.json"))) for _, directory in self._sinks)
 
-    def deliver_due(self) -> int:
+    def deliver_due(self, deadline: float | None = None) -> int:
         """Try every due outbox entry once, oldest first per sink; a sink stops at its
-        first failure so its receiver sees events in order. Returns deliveries made."""
+        first failure so its receiver sees events in order. ``deadline`` (a
+        ``time.monotonic()`` value): no send waits past it, and none starts after it.
+        Returns deliveries made."""
         delivered = 0
         with self._lock:
+            self._log_drops()  # what a burst dropped since its last warning
             for sink, directory in self._sinks:
                 send = self._sender(sink)
-                for path in sorted(directory.glob("*.json")):
-                    entry = json.loads(path.read_text())
+                for path in self._within_bounds(directory):
+                    timeout = self.timeout
+                    if deadline is not None:
+                        timeout = min(timeout, deadline - time.monotonic())
+                        if timeout <= 0:
+                            return delivered
+                    try:
+                        text = path.read_text()
+                    except FileNotFoundError:  # another process sent or dropped it
+                        continue
+                    entry = json.loads(text)
                     now = self._clock()
                     if entry["next_at"] > now:
                         break
                     try:
-                        error = send(entry)
+                        error = send(entry, timeout)
                     except Exception as exc:
                         error = f"{type(exc).__name__}: {exc}"
                     if not error:
-                        path.unlink()
+                        path.unlink(missing_ok=True)
+                        counted = self._bytes[directory]
+                        if counted is not None:
+                            self._bytes[directory] = max(0, counted - len(text.encode()))
                         delivered += 1
                         continue
                     entry["attempts"] += 1
@@ -188,15 +251,87 @@ class EventBus:
                     break
         return delivered
 
-    def _sender(self, sink: Sink) -> Callable[[dict[str, Any]], str]:
-        """``send(entry)``: "" once the sink has the entry's event, else why not."""
+    def deliver_within(self, seconds: float) -> int:
+        """One delivery attempt of what is due, taking at most about ``seconds`` in all
+        (a command that exits after it); then the MQTT connections are closed. Returns
+        the entries still pending."""
+        try:
+            self.deliver_due(deadline=time.monotonic() + seconds)
+        finally:
+            self.close()
+        return self.pending()
+
+    # -- the outbox's bounds ----------------------------------------------------------
+
+    def _within_bounds(self, directory: Path) -> list[Path]:
+        """The outbox's entries, oldest first, once those past ``max_event_age`` and, oldest
+        first, those past ``max_outbox_bytes`` are dropped."""
+        paths = sorted(directory.glob("*.json"))
+        oldest_kept = self._clock() - self.config.max_event_age_secs
+        expired = 0
+        while expired < len(paths) and _created_secs(paths[expired]) < oldest_kept:
+            expired += 1
+        if expired:
+            self._drop(directory, paths[:expired], "max_event_age")
+            paths = paths[expired:]
+        counted = self._bytes[directory]
+        if counted is None or counted > self.config.max_outbox_bytes:
+            sizes = []
+            for path in paths:
+                try:
+                    sizes.append(path.stat().st_size)
+                except FileNotFoundError:
+                    sizes.append(0)
+            total, over = sum(sizes), 0
+            while total > self.config.max_outbox_bytes and over < len(sizes):
+                total -= sizes[over]
+                over += 1
+            if over:
+                self._drop(directory, paths[:over], "max_outbox_bytes")
+                paths = paths[over:]
+            self._bytes[directory] = total
+        return paths
+
+    def _drop(self, directory: Path, paths: list[Path], reason: str) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        key = (directory.name, reason)
+        self.dropped[key] = self.dropped.get(key, 0) + len(paths)
+        if self._counter is not None:
+            self._counter.labels(*key).inc(len(paths))
+        self._unlogged[key] = self._unlogged.get(key, 0) + len(paths)
+        self._log_drops()
+
+    def _log_drops(self, *, now: bool = False) -> None:
+        """One warning per sink and reason for a burst of drops: at its first drop, then
+        the drops since, at most once a minute (``now``: whatever is left, at close)."""
+        for key, count in list(self._unlogged.items()):
+            at = self._clock()
+            if not now and at - self._logged_at.get(key, -math.inf) < DROP_LOG_SECS:
+                continue
+            self._logged_at[key] = at
+            del self._unlogged[key]
+            name, reason = key
+            bound = (
+                f"older than max_event_age ({self.config.max_event_age_secs:g}s)"
+                if reason == "max_event_age"
+                else f"past max_outbox_bytes ({self.config.max_outbox_bytes} bytes)"
+            )
+            log.warning(
+                "events outbox %s: dropped the %d oldest undelivered event(s) %s "
+                "(%d dropped since start)",
+                self.config.outbox / name, count, bound, self.dropped[key],
+            )  # fmt: skip
+
+    def _sender(self, sink: Sink) -> Callable[[dict[str, Any], float], str]:
+        """``send(entry, timeout)``: "" once the sink has the entry's event, else why not."""
         if isinstance(sink, MqttSink):
             publisher = self._publishers[id(sink)]
 
-            def publish(entry: dict[str, Any]) -> str:
+            def publish(entry: dict[str, Any], timeout: float) -> str:
                 event = json.loads(entry["body"])
                 topic = sink.topic_for(event["type"], event["source"], event.get("subject", ""))
-                return publisher.send(topic, entry["body"].encode())
+                return publisher.send(topic, entry["body"].encode(), timeout)
 
             return publish
 
@@ -204,7 +339,7 @@ class EventBus:
 
         signer = Webhook(sink.secret)
 
-        def post(entry: dict[str, Any]) -> str:
+        def post(entry: dict[str, Any], timeout: float) -> str:
             signed_at = int(time.time())  # receivers reject stale timestamps
             stamp = dt.datetime.fromtimestamp(signed_at, tz=dt.UTC)
             headers = {
@@ -213,7 +348,7 @@ class EventBus:
                 "webhook-timestamp": str(signed_at),
                 "webhook-signature": signer.sign(entry["id"], stamp, entry["body"]),
             }
-            status = self._post(sink.url, entry["body"].encode(), headers)
+            status = self._post(sink.url, entry["body"].encode(), headers, timeout)
             return "" if 200 <= status < 300 else f"HTTP {status}"
 
         return post
@@ -242,3 +377,4 @@ class EventBus:
         with self._lock:
             for publisher in self._publishers.values():
                 publisher.close()
+            self._log_drops(now=True)

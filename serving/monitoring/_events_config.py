@@ -2,12 +2,14 @@
 
 One TOML file, validated once when it is read; a bad file is refused with the sink
 (``webhook #2``, ``mqtt #1``) and the field at fault. docs/monitoring.md, section 5,
-is the reference.
+is the reference. ``max_outbox_bytes`` and ``max_event_age`` bound each sink's outbox,
+so a receiver that is down for weeks cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -37,7 +39,13 @@ EVENT_TYPES = (
 )
 MQTT_TOPIC_FIELDS = ("type", "source", "subject")  # the placeholders of an [[mqtt]] topic
 MQTT_DEFAULT_TOPIC = "sluice/events/{type}"
-_TOP_KEYS = ("mqtt", "outbox", "webhook")
+_TOP_KEYS = ("max_event_age", "max_outbox_bytes", "mqtt", "outbox", "webhook")
+_WEBHOOK_KEYS = ("secret", "types", "url")
+DEFAULT_MAX_OUTBOX_BYTES = 256 * 1024**2  # per sink
+DEFAULT_MAX_EVENT_AGE_SECS = 7 * 86400.0
+_BYTE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+               "kb": 1000, "mb": 1000**2, "gb": 1000**3}  # fmt: skip
+_AGE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MQTT_KEYS = (
     "host", "port", "topic", "qos", "client_id", "username", "password", "password_file",
     "tls", "ca_file", "cert_file", "key_file", "types", "retain", "protocol",
@@ -109,6 +117,9 @@ class EventsConfig:
     webhooks: tuple[WebhookSink, ...]
     outbox: Path
     mqtt: tuple[MqttSink, ...] = ()
+    # Each sink's outbox, at most: past either, its oldest entries are dropped and counted.
+    max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES
+    max_event_age_secs: float = DEFAULT_MAX_EVENT_AGE_SECS
 
     @classmethod
     def load(cls, path: Path) -> EventsConfig:
@@ -134,7 +145,43 @@ class EventsConfig:
             for i, entry in enumerate(_tables(where, data, "mqtt"))
         ]
         outbox = Path(data.get("outbox") or path.with_name(path.name + ".outbox"))
-        return cls(tuple(hooks), outbox, tuple(brokers))
+        max_bytes = _byte_size(where, data.get("max_outbox_bytes", DEFAULT_MAX_OUTBOX_BYTES))
+        max_age = _age(where, data.get("max_event_age", DEFAULT_MAX_EVENT_AGE_SECS))
+        return cls(tuple(hooks), outbox, tuple(brokers), max_bytes, max_age)
+
+
+def _byte_size(where: str, value: Any) -> int:
+    """``max_outbox_bytes``: a positive integer of bytes, or ``"256MiB"``, ``"1GB"``..."""
+    size = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str):
+        found = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", value.lower())
+        if found and found[2] in _BYTE_UNITS:
+            size = int(found[1]) * _BYTE_UNITS[found[2]]
+    if size is None or size <= 0:
+        raise EventsConfigError(
+            f"{where}: max_outbox_bytes must be a positive number of bytes "
+            f'(an integer, or a string such as "256MiB" or "1GB"), not {value!r}'
+        )
+    return size
+
+
+def _age(where: str, value: Any) -> float:
+    """``max_event_age``: ``"7d"``, ``"12h"``, ``"30m"``, ``"90s"`` or seconds."""
+    secs = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        secs = float(value)
+    elif isinstance(value, str):
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", value.lower())
+        if found:
+            secs = float(found[1]) * _AGE_UNITS[found[2]]
+    if secs is None or not secs > 0:
+        raise EventsConfigError(
+            f"{where}: max_event_age must be a positive duration "
+            f'("7d", "12h", "30m", "90s" or seconds), not {value!r}'
+        )
+    return secs
 
 
 def _tables(where: str, data: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -157,6 +204,11 @@ def _types(where: str, entry: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _webhook(where: str, entry: dict[str, Any]) -> WebhookSink:
+    unknown = sorted(set(entry) - set(_WEBHOOK_KEYS))
+    if unknown:
+        raise EventsConfigError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_WEBHOOK_KEYS)})"
+        )
     url, secret = entry.get("url"), entry.get("secret")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise EventsConfigError(f"{where}: url must be an http(s) URL, not {url!r}")

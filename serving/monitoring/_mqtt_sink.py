@@ -34,12 +34,14 @@ class MqttPublisher:
         self._lost = False
         self._acks: dict[int, Any] = {}  # message id -> reason code of its PUBACK/PUBCOMP
 
-    def send(self, topic: str, payload: bytes) -> str:
-        """Publishes ``payload`` and waits for the acknowledgement the QoS asks for.
-        Returns "" once the broker has it, else why not."""
+    def send(self, topic: str, payload: bytes, timeout: float | None = None) -> str:
+        """Publishes ``payload`` and waits for the acknowledgement the QoS asks for, at
+        most ``timeout`` seconds for each of connecting, CONNACK and the acknowledgement
+        (default: the publisher's). Returns "" once the broker has it, else why not."""
+        timeout = self.timeout if timeout is None else timeout
         if self._client is None or self._lost:
             self.close()
-            error = self._connect()
+            error = self._connect(timeout)
             if error:
                 self.close()
                 return error
@@ -57,10 +59,10 @@ class MqttPublisher:
         try:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-            info.wait_for_publish(self.timeout)
+            info.wait_for_publish(timeout)
             if not info.is_published():
                 ack = ("", "PUBACK", "PUBCOMP")[qos]
-                raise RuntimeError(f"the broker sent no {ack} within {self.timeout:g}s")
+                raise RuntimeError(f"the broker sent no {ack} within {timeout:g}s")
         except (RuntimeError, ValueError) as exc:
             self.close()  # the next send starts on a fresh connection
             return str(exc)
@@ -76,7 +78,7 @@ class MqttPublisher:
             client.loop_stop()
         self._acks.clear()
 
-    def _connect(self) -> str:
+    def _connect(self, timeout: float) -> str:
         import paho.mqtt.client as mqtt
 
         sink = self.sink
@@ -87,7 +89,7 @@ class MqttPublisher:
             clean_session=None if v5 else True,  # the outbox, not the broker, keeps state
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
-        client.connect_timeout = self.timeout
+        client.connect_timeout = timeout
         if sink.username is not None:
             client.username_pw_set(sink.username, sink.password)
         if sink.tls:
@@ -108,8 +110,8 @@ class MqttPublisher:
         except OSError as exc:  # refused, unreachable, a certificate that does not verify
             return f"cannot connect to {sink.host}:{sink.port}: {exc}"
         client.loop_start()
-        if not self._answered.wait(self.timeout):
-            return f"{sink.host}:{sink.port} sent no CONNACK within {self.timeout:g}s"
+        if not self._answered.wait(timeout):
+            return f"{sink.host}:{sink.port} sent no CONNACK within {timeout:g}s"
         if self._refused:
             return f"the broker refused the connection: {self._refused}"
         if self._lost:

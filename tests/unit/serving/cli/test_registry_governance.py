@@ -110,8 +110,12 @@ def test_a_receiver_that_is_down_keeps_the_event_for_later(
         events.write_text(f'[[webhook]]\nurl = "{rx.url}"\nsecret = "{SECRET}"\n')
         argv = ["registry", "register", "fraud", str(files), "--registry", reg, "--events"]
         assert _run([*argv, str(events)]) == 0
-    assert "1 event(s) kept in " in capsys.readouterr().out
-    assert len(list((tmp_path / "events.toml.outbox").rglob("*.json"))) == 1
+    outbox = tmp_path / "events.toml.outbox"
+    assert capsys.readouterr().err == (
+        f"1 event pending in {outbox}, will be delivered by the next sluice command or "
+        "server using this events file\n"
+    )
+    assert len(list(outbox.rglob("*.json"))) == 1
 
 
 def test_a_bad_events_file_refuses_before_anything_changes(

@@ -94,6 +94,9 @@ def test_type_filters(tmp_path: Path) -> None:
         (f'[[webhook]]\nurl = "http://x"\nsecret = "{SECRET}"\ntypes = ["io.other.*"]',
          "matches no Sluice event type"),
         ("[[hook]]", "unknown key 'hook'"),
+        (f'[[webhook]]\nurl = "http://x"\nsecret = "{SECRET}"\n[[webhook]]\nurl = "http://y"\n'
+         f'secret = "{SECRET}"\nsecert = "{SECRET}"',
+         r"webhook #2: unknown key 'secert' \(known: secret, types, url\)$"),
         ("webhook = [", "events file"),
     ],
 )  # fmt: skip

@@ -77,7 +77,7 @@ def test_topic_placeholders_are_filled_without_wildcards() -> None:
          r"mqtt #1: type filter 'io.other.\*' matches no Sluice event type"),
         ('[[mqtt]]\nhost = "b"\ntypes = "io.sluice.*"', r"mqtt #1: types must be a list of strings"),
         ('mqtt = "b"', r"mqtt must be \[\[mqtt\]\] tables"),
-        ("[[broker]]", r"unknown key 'broker' \(known: mqtt, outbox, webhook\)"),
+        ("[[broker]]", r"unknown key 'broker' \(known: max_event_age, max_outbox_bytes, mqtt, outbox, webhook\)"),
     ],
 )  # fmt: skip
 def test_bad_mqtt_sinks_are_refused_precisely(tmp_path: Path, text: str, message: str) -> None:
