@@ -18,7 +18,12 @@ from serving.monitoring._collector import Collector
 if TYPE_CHECKING:
     from serving.observers import InferenceRecord
 
-__all__ = ["CollectObserver", "VersionDescription", "describe_model_version"]
+__all__ = [
+    "CollectObserver",
+    "VersionDescription",
+    "describe_model_config",
+    "describe_model_version",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +34,29 @@ class VersionDescription:
     batching: bool
 
 
+def describe_model_config(config: Any) -> VersionDescription:
+    """What the collector needs of a version, from its config message (what
+    ``InferenceCore.model_config_message`` answers)."""
+    from serving.config.model_config_pb2 import DataType as ConfigDataType
+    from serving.datatypes import by_config_name
+
+    def specs(tensors: Any) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+        return [
+            (t.name, by_config_name(ConfigDataType.Name(t.data_type)).numpy, tuple(t.dims))
+            for t in tensors
+        ]
+
+    return VersionDescription(
+        parameters={key: value.string_value for key, value in config.parameters.items()},
+        inputs=specs(config.input),
+        outputs=specs(config.output),
+        batching=config.max_batch_size > 0,
+    )
+
+
 def describe_model_version(mv: Any) -> VersionDescription:
     """What the collector needs of a ``serving.model.ModelVersion``."""
-    params = {key: value.string_value for key, value in mv.config.parameters.items()}
-    return VersionDescription(
-        parameters=params,
-        inputs=[(s.name, s.datatype.numpy, s.dims) for s in mv.inputs],
-        outputs=[(s.name, s.datatype.numpy, s.dims) for s in mv.outputs],
-        batching=mv.batching,
-    )
+    return describe_model_config(mv.config)
 
 
 class CollectObserver:

@@ -11,7 +11,7 @@ from typing import Any
 
 from serving.monitoring._collector import Collector, CollectorOptions
 from serving.monitoring._events import EventBus, EventsConfig
-from serving.monitoring._observer import CollectObserver, VersionDescription, describe_model_version
+from serving.monitoring._observer import CollectObserver, VersionDescription, describe_model_config
 from serving.monitoring._online import BASELINE_FILE, OnlineDrift
 
 __all__ = ["Monitoring"]
@@ -34,7 +34,7 @@ class Monitoring:
         source = f"/sluice/{socket.gethostname()}"
         events = None
         if settings.events is not None:
-            events = EventBus(EventsConfig.load(settings.events), source)
+            events = EventBus(EventsConfig.load(settings.events), source, registry=metrics.registry)
         collector = None
         if settings.collect is not None:
             sink = None
@@ -72,7 +72,7 @@ class Monitoring:
 
             def describe(model: str, version: str) -> VersionDescription | None:
                 try:
-                    return describe_model_version(core.manager.get(model, version))
+                    return describe_model_config(core.model_config_message(model, version))
                 except Exception as exc:
                     log.error("collection off for %s version %s: %s", model, version, exc)
                     return None
@@ -93,7 +93,7 @@ class Monitoring:
         """Roll what a previous process left in the spool, then observe every version."""
         if self.events is not None:
             self.events.start()
-            core.manager.lifecycle_listeners.append(self._on_lifecycle)
+            core.lifecycle_listeners.append(self._on_lifecycle)
             core.rollout.listeners.append(self._on_rollout)
         if self.collector is not None and self.observer is not None:
             self.collector.start()
@@ -128,8 +128,8 @@ class Monitoring:
 
     def close(self, core: Any) -> None:
         """Blocking: writes what is queued and rolls it; call from a thread."""
-        if self.events is not None and self._on_lifecycle in core.manager.lifecycle_listeners:
-            core.manager.lifecycle_listeners.remove(self._on_lifecycle)
+        if self.events is not None and self._on_lifecycle in core.lifecycle_listeners:
+            core.lifecycle_listeners.remove(self._on_lifecycle)
         if self.events is not None and self._on_rollout in core.rollout.listeners:
             core.rollout.listeners.remove(self._on_rollout)
         if self.drift is not None:

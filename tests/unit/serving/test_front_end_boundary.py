@@ -1,4 +1,6 @@
-"""Front ends translate only: they never reach the manager, a model version or a region."""
+"""Front ends translate only: they never reach the manager, a model version or a region.
+Features built on the core (serving.monitoring) go through its public calls and seams
+(observers, lifecycle listeners) the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import serving
 
 FRONT_ENDS = sorted(
     p
-    for package in ("http", "grpc")
+    for package in ("http", "grpc", "monitoring")
     for p in (Path(serving.__file__).parent / package).glob("*.py")
     if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))
 )
@@ -40,3 +42,4 @@ def test_front_end_module_stays_a_translator(path: Path) -> None:
 def test_the_check_sees_the_front_ends() -> None:
     names = {f"{p.parent.name}/{p.name}" for p in FRONT_ENDS}
     assert {"http/infer_route.py", "http/request_codec.py", "grpc/codec.py"} <= names
+    assert "monitoring/_server.py" in names
