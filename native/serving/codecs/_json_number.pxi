@@ -11,6 +11,34 @@ cdef double[23] _POW10 = [
 ]
 
 
+cdef extern from *:
+    """
+    /* The eight ASCII digits at p as one integer (p[0] the most significant) into *value;
+       0 where one of the eight bytes is not a digit. Little-endian loads only. */
+    static inline int sluice_eight_digits(const unsigned char *p, uint64_t *value) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t chunk, tens;
+        memcpy(&chunk, p, 8);
+        /* A byte is a digit when its high nibble is 3 both as it is and plus 6. */
+        if (((chunk & 0xF0F0F0F0F0F0F0F0u) |
+             (((chunk + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) != 0x3333333333333333u)
+            return 0;
+        chunk -= 0x3030303030303030u;
+        /* Each even byte becomes a pair of digits (10 * first + second), then the four pairs
+           are weighed 10**6, 10**4, 10**2 and 1 in two multiplications. */
+        tens = chunk * 10 + (chunk >> 8);
+        *value = ((tens & 0x000000FF000000FFu) * (100 + (1000000ull << 32)) +
+                  ((tens >> 16) & 0x000000FF000000FFu) * (1 + (10000ull << 32))) >> 32;
+        return 1;
+    #else
+        (void)p; (void)value;
+        return 0;
+    #endif
+    }
+    """
+    bint _eight_digits "sluice_eight_digits"(const unsigned char* p, uint64_t* value) noexcept nogil
+
+
 cdef struct _Number:
     bint negative
     bint integral      # no fraction and no exponent
@@ -96,7 +124,11 @@ cdef inline Py_ssize_t _scan_digits(const unsigned char* p, Py_ssize_t pos, Py_s
                                     uint64_t* mantissa, bint* wide) noexcept nogil:
     """Past the digits at ``pos``, each added to ``mantissa`` while it stays under 2**64."""
     cdef uint64_t m = mantissa[0]
-    cdef uint64_t digit
+    cdef uint64_t digit, eight
+    # Eight at a time while m * 10**8 + 99999999 stays under 2**64.
+    while end - pos >= 8 and m < <uint64_t>100000000000 and _eight_digits(p + pos, &eight):
+        m = m * 100000000 + eight
+        pos += 8
     # m * 10 + digit < 2**64 while m < 1844674407370955161 (= (2**64 - 1) // 10), or m is
     # that and the digit at most 5.
     while pos < end:

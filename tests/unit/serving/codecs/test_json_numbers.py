@@ -253,3 +253,28 @@ EDGES = [
 def test_edges(twin: ModuleType, datatype: str, token: str) -> None:
     """Exact halves, the subnormal and overflow thresholds, the 64-bit mantissa's edge."""
     check(twin, [token, token if token.startswith("-") else "-" + token], datatype)
+
+
+@pytest.mark.parametrize("datatype", ["INT64", "UINT64", "INT8", "FP64", "FP32"])
+@pytest.mark.parametrize("length", range(1, 23))
+def test_digit_runs_of_every_length(
+    both: tuple[ModuleType, ModuleType], datatype: str, length: int
+) -> None:
+    """The native scanner reads digits eight at a time: runs of every length, ending at a
+    comma, a point, an exponent, a bracket, a stray letter or the end of the text."""
+    py, native = both
+    run = ("98765432109876543210" * 2)[:length]
+    texts = [
+        f"[{run}]", f"[{run},{run}]", f"[-{run}]", f"[{run}.5]", f"[0.{run}]", f"[{run}e-3]",
+        f"[1.{run}e2]", f"[{run}a]", f"[{run}", f"[{run} ]",
+    ]  # fmt: skip
+    for text in texts:
+        doc = text.encode()
+        count = text.count(",") + 1
+        got = native.json_text_to_array(doc, 0, len(doc), by_name(datatype), (count,))
+        want = py.json_text_to_array(doc, 0, len(doc), by_name(datatype), (count,))
+        if want is None:
+            assert got is None, text
+        else:
+            assert got is not None, text
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), text
