@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 from serving.cli._errors import CommandError
+from serving.monitoring._events import COMMAND_DELIVERY_SECS
 
 __all__ = ["Governance", "add_governance_options"]
 
-DELIVERY_SECS = 10.0  # the most a command waits for its events' receivers, all sinks together
+DELIVERY_SECS = COMMAND_DELIVERY_SECS  # the most a command waits for its receivers, all sinks
 
 
 def add_governance_options(parser: argparse.ArgumentParser) -> None:
@@ -58,10 +58,5 @@ class Governance:
     def deliver(self) -> None:
         """One delivery attempt, ``DELIVERY_SECS`` at most, then the MQTT connections are
         closed; what a receiver did not take waits in the outbox, and stderr says so."""
-        if self.bus is None:
-            return
-        if pending := self.bus.deliver_within(DELIVERY_SECS):
-            events = "event" if pending == 1 else "events"
-            print(f"{pending} {events} pending in {self.bus.config.outbox}, will be delivered "
-                  "by the next sluice command or server using this events file",
-                  file=sys.stderr)  # fmt: skip
+        if self.bus is not None:
+            self.bus.deliver_before_exit(DELIVERY_SECS)

@@ -84,9 +84,7 @@ def run_drift(args: argparse.Namespace) -> int:
              "scores": [s for s in report["features"] if s["name"] in drifted]},
             subject=args.model or "",
         )  # fmt: skip
-        bus.deliver_due()
-        if bus.pending():
-            print(f"{bus.pending()} event(s) kept in {bus.config.outbox} for the next delivery")
+        bus.deliver_before_exit()
     return 3 if drifted and args.fail_on_drift else 0
 
 

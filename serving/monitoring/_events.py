@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import uuid
@@ -58,6 +59,8 @@ __all__ = [
     "WebhookSink",
     "backoff_secs",
 ]
+
+COMMAND_DELIVERY_SECS = 10.0  # the most a command waits for its events' receivers, all sinks
 
 log = logging.getLogger("sluice.events")
 
@@ -260,6 +263,17 @@ class EventBus:
         finally:
             self.close()
         return self.pending()
+
+    def deliver_before_exit(self, seconds: float = COMMAND_DELIVERY_SECS) -> int:
+        """``deliver_within`` for a command about to exit: what a receiver did not take
+        waits in the outbox, and stderr says so. Returns the entries still pending."""
+        pending = self.deliver_within(seconds)
+        if pending:
+            events = "event" if pending == 1 else "events"
+            print(f"{pending} {events} pending in {self.config.outbox}, will be delivered "
+                  "by the next sluice command or server using this events file",
+                  file=sys.stderr)  # fmt: skip
+        return pending
 
     # -- the outbox's bounds ----------------------------------------------------------
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,23 @@ def test_bad_events_files_are_precise(tmp_path: Path, text: str, message: str) -
     path.write_text(text)
     with pytest.raises(EventsConfigError, match=message):
         EventsConfig.load(path)
+
+
+def test_a_command_about_to_exit_says_what_it_left_in_the_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Receiver(SECRET) as rx:
+        rx.status = 500
+        config = _config(tmp_path, rx.url)
+        bus = EventBus(config, "/sluice/test")
+        bus.publish("io.sluice.drift.detected", {"features": ["x[1]"]})
+        assert bus.deliver_before_exit(5.0) == 1
+    err = capsys.readouterr().err
+    assert f"1 event pending in {config.outbox}, will be delivered by the next sluice" in err
+    with Receiver(SECRET) as rx:
+        later = Clock()
+        later.now = time.time() + 2.0  # past the first retry's backoff (1 s)
+        bus = EventBus(_config(tmp_path, rx.url), "/sluice/test", clock=later)
+        assert bus.deliver_before_exit(5.0) == 0
+        assert [e["type"] for e in rx.events] == ["io.sluice.drift.detected"]
+    assert capsys.readouterr().err == ""
