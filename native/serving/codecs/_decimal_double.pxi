@@ -62,7 +62,7 @@ cdef uint64_t[_Q_COUNT] _POW5_LOW
 cdef int[_Q_COUNT] _POW5_SCALE
 
 
-def _power_of_five(object q):
+cdef tuple _power_of_five(object q):
     """(T, scale) with T = floor(5**q / 2**scale) in [2**127, 2**128), in exact integers."""
     if q >= 0:
         five = 5**q
@@ -74,7 +74,7 @@ def _power_of_five(object q):
 
 
 cdef int _fill_powers_of_five() except -1:
-    """The table, from exact integers at import (about a millisecond)."""
+    """The table, from exact integers at import (well under a millisecond)."""
     cdef Py_ssize_t i
     for i in range(_Q_COUNT):
         truncated, scale = _power_of_five(_Q_MIN + i)
