@@ -1,10 +1,12 @@
 """The data collector: sampled on the request path, written off it.
 
-The request path decides sampling (once per request) and puts a record holding
-references to the decoded arrays into a bounded queue without waiting; when the
-queue is full the record is dropped and counted, and the request goes on. One
-writer thread drains the queue into the spool, rolls closed segments into
-Parquet, enforces the disk caps and feeds the optional sink and listeners.
+The request path decides sampling (once per request) and appends a tuple holding
+references to the decoded arrays to a bounded queue (a deque: no lock, no wake-up);
+when the queue is full the record is dropped and counted, and the request goes on.
+One writer thread drains the queue every ``POLL_SECS`` (or at once when asked),
+encodes what it drained as Arrow record batches, appends them to the spool, rolls
+closed segments into Parquet, enforces the disk caps and feeds the optional sink and
+listeners.
 
 A crash loses at most what is still in the queue; what reached the spool is
 rolled by the next process that starts on the same destination.
@@ -13,11 +15,11 @@ rolled by the next process that starts on the same destination.
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import random
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ import numpy as np
 from serving.monitoring._config import CollectConfig, CollectConfigError, sampled
 from serving.monitoring._destination import open_destination
 from serving.monitoring._parquet import OutputIndex, roll_segment
-from serving.monitoring._record import ERROR, OK, CollectRecord, RecordTooLarge, encode
+from serving.monitoring._record import ERROR, OK, CollectRecord, encode, frame_records
 from serving.monitoring._spool import Segment, Spool, read_frames
 
 __all__ = ["DROP_REASONS", "Collector", "CollectorOptions"]
@@ -38,7 +40,13 @@ log = logging.getLogger("sluice.collect")
 DROP_REASONS = ("queue_full", "too_large", "spool_cap", "output_cap", "write_failed", "sink_failed")
 SPOOL_DIR = "_spool"  # underscore: pyarrow, pandas, polars and DuckDB skip it when reading
 
+POLL_SECS = 0.05  # how often the writer drains the queue: fewer, larger batches
+
 Listener = Callable[[CollectRecord, CollectConfig], None]
+# What the request path enqueues: config, model, version, request id ("" for none),
+# timestamp (us), error (None when answered), latency (ns), inputs, outputs. Inputs
+# and outputs are a mapping of name to array or a sequence of tensors (.name, .data).
+Pending = tuple[CollectConfig, str, str, str, int, "str | None", int, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +86,8 @@ class Collector:
         else:
             spool_dir = options.spool_dir
         self.spool = Spool(spool_dir)
-        self._queue: queue.Queue[CollectRecord | None] = queue.Queue(options.queue_size)
+        self._queue: deque[Pending] = deque()
+        self._queue_size = options.queue_size
         self._configs: dict[tuple[str, str], CollectConfig] = {}
         self._listeners: list[Listener] = []
         self._sink = sink
@@ -91,6 +100,7 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._flush = threading.Event()
+        self._wake = threading.Event()
         self._counter = self._gauge_rows = None
         if registry is not None:
             from prometheus_client import Counter
@@ -160,23 +170,30 @@ class Collector:
         config = self._configs.get((model, version))
         if config is None or not sampled(config, request_id, random.random()):
             return False
-        record = CollectRecord(
-            request_id=request_id or uuid.uuid4().hex,
-            timestamp_us=time.time_ns() // 1000,
-            model=model,
-            version=version,
-            sample_rate=config.sample_rate,
-            status=OK if error is None else ERROR,
-            error=error,
-            latency_us=latency_ns // 1000,
-            inputs=inputs,
-            outputs=outputs,
-        )
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        return self._enqueue(
+            (config, model, version, request_id, time.time_ns() // 1000, error, latency_ns,
+             inputs, outputs)
+        )  # fmt: skip
+
+    def observe_inference(self, record: Any) -> bool:
+        """``observe`` for a ``serving.observers.InferenceRecord``: its tensors are kept
+        as they are (references) and turned into mappings by the writer."""
+        config = self._configs.get((record.model, record.version))
+        if config is None or not sampled(config, record.request_id, random.random()):
+            return False
+        error = None if record.outcome == OK else f"{record.outcome}: {record.error}"
+        return self._enqueue(
+            (config, record.model, record.version, record.request_id,
+             time.time_ns() // 1000, error, record.total_ns, record.inputs, record.outputs)
+        )  # fmt: skip
+
+    def _enqueue(self, pending: Pending) -> bool:
+        # One producer thread (the event loop) and one consumer: the length check may
+        # overshoot the bound by the producers racing it, never more.
+        if len(self._queue) >= self._queue_size:
             self._drop("queue_full")
             return False
+        self._queue.append(pending)
         return True
 
     # -- counters --------------------------------------------------------------------
@@ -216,43 +233,44 @@ class Collector:
     def flush(self) -> None:
         """Ask the writer to close the current segment and roll it soon."""
         self._flush.set()
+        self._wake.set()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, roll everything, stop the writer."""
         if self._thread is None:
             return
         self._stop.set()
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
     # -- the writer thread --------------------------------------------------------------
 
-    def _take(self, timeout: float) -> list[CollectRecord | None]:
-        try:
-            batch = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while len(batch) < 1024:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    def _take(self) -> list[Pending]:
+        taken = []
+        pop = self._queue.popleft
+        for _ in range(len(self._queue)):
+            taken.append(pop())
+        return taken
 
     def _run(self) -> None:
         while True:
             segment = self._segment
-            wait = 0.5
+            wait = POLL_SECS
             if segment is not None:
                 age = time.monotonic() - segment.created
                 wait = min(wait, max(0.001, self.options.roll_secs - age))
-            batch = self._take(wait)
-            stop = None in batch
-            self._write([r for r in batch if r is not None])
+            self._wake.wait(wait)
+            self._wake.clear()
+            stop = self._stop.is_set()
+            while True:
+                taken = self._take()
+                try:
+                    self._write(taken)
+                except Exception:  # the writer must outlive any one batch
+                    log.exception("writing collected records failed")
+                if not (stop and self._queue):
+                    break
             segment = self._segment
             if segment is not None and (
                 stop or self._flush.is_set()
@@ -266,32 +284,61 @@ class Collector:
             if stop:
                 return
 
-    def _write(self, records: list[CollectRecord]) -> None:
-        if not records:
+    def _records(
+        self, taken: list[Pending]
+    ) -> dict[int, tuple[CollectConfig, list[CollectRecord]]]:
+        """The drained tuples as records, grouped by the config they were sampled under;
+        a request without an id gets a random one (one urandom call for the batch)."""
+        missing = sum(1 for p in taken if not p[3])
+        ids = os.urandom(16 * missing).hex() if missing else ""
+        at = 0
+        groups: dict[int, tuple[CollectConfig, list[CollectRecord]]] = {}
+        for config, model, version, rid, ts, error, latency_ns, inputs, outputs in taken:
+            if not rid:
+                rid = ids[at : at + 32]
+                at += 32
+            record = CollectRecord(
+                rid, ts, model, version, config.sample_rate, OK if error is None else ERROR,
+                error, latency_ns // 1000, _mapping(inputs), _mapping(outputs),
+            )  # fmt: skip
+            group = groups.get(id(config))
+            if group is None:
+                group = groups[id(config)] = (config, [])
+            group[1].append(record)
+        return groups
+
+    def _write(self, taken: list[Pending]) -> None:
+        if not taken:
             return
-        for record in records:
-            config = self._configs.get((record.model, record.version))
-            if config is None:  # detached since it was sampled: still written, as it was
-                continue
+        for config, records in self._records(taken).values():
             try:
-                payload = encode(record, config)
-            except RecordTooLarge:
-                self._drop("too_large")
+                encoded = encode(records, config)
+            except Exception as exc:
+                self._drop("write_failed", len(records))
+                log.error("encoding %d collected records failed: %s", len(records), exc)
                 continue
-            if self._segment is None:
-                self._segment = self.spool.new_segment()
-            self._segment.append(payload)
-            if self._sink is not None:
+            if encoded.too_large:
+                self._drop("too_large", encoded.too_large)
+            for payload in encoded.payloads:
                 try:
-                    self._sink.send(record, config)
-                except Exception as exc:
-                    self._drop("sink_failed")
-                    log.debug("collection sink failed: %s", exc)
-            for listener in self._listeners:
-                try:
-                    listener(record, config)
-                except Exception:
-                    log.exception("collection listener failed")
+                    if self._segment is None:
+                        self._segment = self.spool.new_segment()
+                    self._segment.append(payload)
+                except OSError as exc:
+                    self._drop("write_failed", frame_records(payload))
+                    log.error("appending to the collection spool failed: %s", exc)
+            for record in records:
+                if self._sink is not None:
+                    try:
+                        self._sink.send(record, config)
+                    except Exception as exc:
+                        self._drop("sink_failed")
+                        log.debug("collection sink failed: %s", exc)
+                for listener in self._listeners:
+                    try:
+                        listener(record, config)
+                    except Exception:
+                        log.exception("collection listener failed")
         if self._segment is not None:
             self._segment.flush()
 
@@ -311,10 +358,10 @@ class Collector:
             if over <= 0:
                 break
             size = path.stat().st_size
-            frames = sum(1 for _ in read_frames(path))
+            records = sum(frame_records(frame) for frame in read_frames(path))
             path.unlink()
-            self._drop("spool_cap", frames)
-            log.warning("spool over its cap: dropped %s (%d records)", path.name, frames)
+            self._drop("spool_cap", records)
+            log.warning("spool over its cap: dropped %s (%d records)", path.name, records)
             over -= size
 
     def _roll_closed(self) -> None:
@@ -341,3 +388,14 @@ class Collector:
             removed = self._index.evict_over(self.options.output_max_bytes)
             if removed:
                 self._drop("output_cap", removed)
+
+
+def _mapping(tensors: Any) -> Mapping[str, np.ndarray]:
+    """Tensors as the request path handed them: a mapping, or tensors with .name/.data."""
+    if isinstance(tensors, dict):
+        return tensors
+    if tensors is None:
+        return {}
+    if isinstance(tensors, tuple | list):
+        return {t.name: t.data for t in tensors}
+    return tensors

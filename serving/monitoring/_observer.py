@@ -2,7 +2,7 @@
 
 A version is described (its ``sluice.collect.*`` parameters and tensor specs) the
 first time it is heard, through ``describe``, and remembered; the request path then
-only samples and enqueues.
+only samples and enqueues the record's references (the writer thread reads them).
 """
 
 from __future__ import annotations
@@ -79,12 +79,7 @@ class CollectObserver:
                     record.model, record.version, desc.parameters, desc.inputs, desc.outputs,
                     batching=desc.batching,
                 )  # fmt: skip
-        inputs = {i.name: i.data for i in record.inputs or ()}
-        outputs = {o.name: o.data for o in record.outputs or ()}
-        self.collector.observe(
-            record.model, record.version, record.request_id, inputs, outputs,
-            record.total_ns, None if record.ok else f"{record.outcome}: {record.error}",
-        )  # fmt: skip
+        self.collector.observe_inference(record)
 
     def on_execution(self, record: InferenceRecord) -> None:
         pass

@@ -24,31 +24,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from serving.monitoring._record import SpooledRecord, decode
+from serving.monitoring._record import (
+    BASE_COLUMNS,
+    METADATA_KEY,
+    SpooledRecord,
+    arrow_type,
+    decode,
+    decode_batch,
+    is_batch,
+)
 from serving.monitoring._spool import read_frames
 
 __all__ = ["BASE_COLUMNS", "OutputIndex", "partition_of", "roll_segment"]
-
-BASE_COLUMNS = (
-    "request_id", "timestamp", "sample_rate", "status", "error", "latency_ms", "batch_index",
-)  # fmt: skip
-METADATA_KEY = b"sluice.columns"
 
 
 def partition_of(record: SpooledRecord) -> tuple[str, str, str]:
     day = dt.datetime.fromtimestamp(record.timestamp_us / 1e6, tz=dt.UTC).date().isoformat()
     return record.model, record.version, day
-
-
-def _arrow_type(type_name: str, scalar: bool) -> Any:
-    import pyarrow as pa
-
-    if type_name == "sha256":
-        return pa.string()
-    base = pa.binary() if type_name == "bytes" else pa.from_numpy_dtype(np.dtype(type_name))
-    return base if scalar else pa.list_(base)
 
 
 def _column_values(values: Any, rows: int, scalar: bool) -> list[Any]:
@@ -60,7 +52,9 @@ def _column_values(values: Any, rows: int, scalar: bool) -> list[Any]:
     return [flat[i] for i in range(rows)]
 
 
-def _table(records: list[SpooledRecord]) -> Any:
+def _legacy_table(records: list[SpooledRecord]) -> Any:
+    """The rows of records from a spool written before Arrow batches (one msgpack map
+    per record), built value by value as that version did."""
     import pyarrow as pa
 
     layout: dict[str, tuple[str, str, bool, tuple[int, ...]]] = {}
@@ -95,7 +89,7 @@ def _table(records: list[SpooledRecord]) -> Any:
     ]
     names = list(BASE_COLUMNS)
     for column, (_kind, type_name, scalar, _dims) in layout.items():
-        arrays.append(pa.array(tensors[column], _arrow_type(type_name, scalar)))
+        arrays.append(pa.array(tensors[column], arrow_type(type_name, scalar)))
         names.append(column)
     meta = {
         column: {"kind": kind, "type": type_name, "dims": list(dims)}
@@ -138,19 +132,44 @@ def _write_remote(table: Any, fs: Any, final: str) -> None:
         pq.write_table(table, f, compression="zstd")
 
 
+def _merge(tables: list[Any]) -> Any:
+    """One table of a partition's batches: base columns first, then every tensor column
+    in order of first appearance (null where a batch lacks it), and ``sluice.columns``
+    the union of the batches' descriptions."""
+    import pyarrow as pa
+
+    meta: dict[str, Any] = {}
+    for table in tables:
+        for column, described in json.loads(table.schema.metadata[METADATA_KEY]).items():
+            meta.setdefault(column, described)
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    merged = (
+        tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    )
+    merged = merged.select([*BASE_COLUMNS, *meta])
+    return merged.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+
+
 def roll_segment(
     segment: Path, destination: Path | str, *, fs: Any = None
 ) -> list[tuple[Path | str, int]]:
     """Write a closed segment's records as Parquet under ``destination`` (a local
     directory, or with ``fs`` an fsspec filesystem's root path), then remove the
     segment. Returns the files written and their row counts."""
-    groups: dict[tuple[str, str, str], list[SpooledRecord]] = defaultdict(list)
+    batches: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    legacy: dict[tuple[str, str, str], list[SpooledRecord]] = defaultdict(list)
     for payload in read_frames(segment):
-        record = decode(payload)
-        groups[partition_of(record)].append(record)
+        if is_batch(payload):
+            partition, table = decode_batch(payload)
+            batches[partition].append(table)
+        else:
+            record = decode(payload)
+            legacy[partition_of(record)].append(record)
+    for partition, records in legacy.items():
+        batches[partition].insert(0, _legacy_table(records))
     written: list[tuple[Path | str, int]] = []
-    for (model, version, day), records in sorted(groups.items()):
-        table = _table(records)
+    for (model, version, day), tables in sorted(batches.items()):
+        table = _merge(tables)
         relative = f"model={model}/version={version}/date={day}/part-{segment.stem}.parquet"
         if fs is None:
             final = Path(destination) / relative

@@ -1,16 +1,27 @@
-"""One collected inference and its spool encoding.
+"""Collected inferences and their spool encoding.
 
-The request path builds a ``CollectRecord`` holding references to the decoded
-arrays (no copy) and enqueues it; the writer thread applies the model's
-allow/deny lists and hashing (``encode``) before anything touches the disk.
+The request path enqueues references to the decoded arrays (no copy); the writer
+thread turns each batch it drains into ``CollectRecord`` objects and encodes those of
+one model version and UTC day as one Arrow record batch, the rows already as the
+Parquet file holds them (one per batch element, after the allow/deny lists and
+hashing). pyarrow serializes the batch (an Arrow IPC stream) as one spool frame, so
+the per-row work happens in C; rolling a segment is then concatenating batches.
+
+A frame payload is ``MAGIC``, the number of records (``<u32``) and the IPC stream.
+Spools written before this format hold one msgpack map per record (``decode``); a
+segment may hold both, and rolling reads both.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Mapping
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -18,26 +29,40 @@ import numpy as np
 from serving.monitoring._config import CollectConfig, ColumnSpec
 
 __all__ = [
+    "BASE_COLUMNS",
     "ERROR",
+    "METADATA_KEY",
     "OK",
     "CollectRecord",
-    "RecordTooLarge",
+    "Encoded",
     "SpooledRecord",
     "decode",
+    "decode_batch",
     "element_hash",
     "encode",
+    "frame_records",
+    "is_batch",
 ]
 
 OK = "ok"
 ERROR = "error"
+MAGIC = b"SLB1"  # never the first byte of an older payload (a msgpack map: 0x80-0x8f, 0xde)
+_COUNT = struct.Struct("<I")
+METADATA_KEY = b"sluice.columns"
+_PARTITION_KEY = b"sluice.partition"
+BASE_COLUMNS = (
+    "request_id", "timestamp", "sample_rate", "status", "error", "latency_ms", "batch_index",
+)  # fmt: skip
+_DAY_US = 86_400_000_000
+_EPOCH = dt.date(1970, 1, 1)
 
 
-class RecordTooLarge(Exception):
-    """The record is over the model's ``sluice.collect.max_record_bytes``."""
+class CollectRecord(NamedTuple):
+    """One collected request, as the writer thread, the sink and listeners see it.
 
+    A named tuple rather than a frozen dataclass: the writer builds one per request,
+    and a tuple is built in a third of the time, as immutable and as slotted."""
 
-@dataclass(frozen=True, slots=True)
-class CollectRecord:
     request_id: str
     timestamp_us: int  # UTC, microseconds since the epoch
     model: str
@@ -71,59 +96,234 @@ def _type_name(spec: ColumnSpec) -> str:
 
 def _is_scalar(spec: ColumnSpec) -> bool:
     """One value per batch element (dims [] or [1]): a plain column, not a list."""
-    return spec.hashed or (-1 not in spec.dims and int(np.prod(spec.dims, dtype=np.int64)) == 1)
+    return spec.hashed or (-1 not in spec.dims and math.prod(spec.dims) == 1)
 
 
-def encode(record: CollectRecord, config: CollectConfig) -> bytes:
-    """The spool frame payload (msgpack): the collected columns only, hashed where asked.
+def arrow_type(type_name: str, scalar: bool) -> Any:
+    """The Arrow type of a tensor column (``type_name`` as in ``sluice.columns``)."""
+    import pyarrow as pa
 
-    Raises RecordTooLarge over the model's per-record byte cap.
-    """
-    tensors: dict[str, list[Any]] = {}
-    size = 0
+    if type_name == "sha256":
+        return pa.string()
+    base = pa.binary() if type_name == "bytes" else pa.from_numpy_dtype(np.dtype(type_name))
+    return base if scalar else pa.list_(base)
+
+
+def _cell(x: Any) -> bytes:
+    if isinstance(x, bytes):
+        return x
+    if isinstance(x, str):
+        return x.encode()
+    return bytes(x)
+
+
+def day_of(timestamp_us: int) -> str:
+    """The UTC date of a timestamp, as the ``date=`` partition names it."""
+    return (_EPOCH + dt.timedelta(days=timestamp_us // _DAY_US)).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """Spool frame payloads (one per model version and day) and the records left out
+    because they were over the model's ``max_record_bytes``."""
+
+    payloads: list[bytes]
+    too_large: int
+
+
+def _rows_and_size(record: CollectRecord, config: CollectConfig) -> tuple[int, int, list[Any]]:
+    """A record's batch elements, the bytes of its collected tensors (0 without a cap)
+    and its arrays, one per column (None when absent)."""
+    arrays: list[Any] = []
     rows = 0
+    size = 0
+    cap = config.max_record_bytes
     for spec in config.columns:
-        source = record.inputs if spec.kind == "input" else record.outputs
-        arr = source.get(spec.tensor)
-        if arr is None:
-            continue
-        arr = np.asarray(arr)
-        if not config.batching:
-            arr = arr.reshape((1, *arr.shape))
-        rows = max(rows, int(arr.shape[0]) if arr.ndim else 1)
-        if spec.hashed:
-            hashes = [element_hash(arr[i]) for i in range(arr.shape[0])]
-            tensors[spec.column] = ["sha256", hashes]
-            size += 64 * len(hashes)
-        elif arr.dtype == object:
-            cells = [x if isinstance(x, bytes) else bytes(x) for x in arr.ravel()]
-            tensors[spec.column] = ["bytes", list(arr.shape), cells]
-            size += sum(len(c) for c in cells)
+        arr = (record.inputs if spec.kind == "input" else record.outputs).get(spec.tensor)
+        if arr is not None:
+            if type(arr) is not np.ndarray:
+                arr = np.asarray(arr)
+            if not config.batching:
+                arr = arr.reshape((1, *arr.shape))
+            lead = int(arr.shape[0]) if arr.ndim else 1
+            rows = lead if lead > rows else rows
+            if cap:
+                if spec.hashed:
+                    size += 64 * lead
+                elif arr.dtype == object:
+                    size += sum(len(_cell(x)) for x in arr.ravel())
+                else:
+                    size += arr.nbytes
+        arrays.append(arr)
+    return rows or 1, size, arrays
+
+
+def _values_column(spec: ColumnSpec, pieces: list[Any], counts: list[int]) -> Any:
+    """The Arrow column of a tensor: each record's array split into its rows (a scalar
+    per row, or a list of the row's flattened values), nulls where a record has none."""
+    import pyarrow as pa
+
+    flat: list[Any] = []
+    widths: list[int] = []  # values per row of each record; -1: its rows are null
+    for arr, rows in zip(pieces, counts, strict=True):
+        if arr is None or arr.size % rows:
+            widths.append(-1)
         else:
-            data = np.ascontiguousarray(arr)
-            tensors[spec.column] = [data.dtype.str, list(data.shape), data.tobytes()]
-            size += data.nbytes
-    if config.max_record_bytes and size > config.max_record_bytes:
-        raise RecordTooLarge(f"{size} bytes of tensors, cap {config.max_record_bytes}")
-    body = {
-        "c": [[c.column, c.kind, _type_name(c), _is_scalar(c), c.dims] for c in config.columns],
-        "id": record.request_id,
-        "ts": record.timestamp_us,
-        "m": record.model,
-        "v": record.version,
-        "r": record.sample_rate,
-        "s": record.status,
-        "e": record.error,
-        "l": record.latency_us,
-        "n": rows or 1,
-        "t": tensors,
-    }
-    return msgpack.packb(body, use_bin_type=True)
+            flat.append(arr.reshape(-1))
+            widths.append(arr.size // rows)
+    per_row = np.repeat(np.asarray(widths, dtype=np.int64), counts)
+    valid = per_row >= 0
+    lengths = np.where(valid, per_row, 0)
+    if spec.dtype == object:
+        data: Any = np.empty(0, object) if not flat else np.concatenate(flat)
+    else:
+        data = (
+            np.concatenate(flat).astype(spec.dtype, copy=False) if flat else np.empty(0, spec.dtype)
+        )
+    if _is_scalar(spec):  # the first value of each row
+        present = valid & (lengths > 0)
+        if present.all() and len(data) == len(present):
+            picked, mask = data, None
+        else:
+            starts = np.cumsum(lengths) - lengths
+            picked = data[starts[present]] if len(data) else data
+            full = np.zeros(len(present), dtype=data.dtype)
+            full[present] = picked
+            picked, mask = full, ~present
+        if spec.dtype == object:
+            cells = [_cell(x) for x in picked] if mask is None else [
+                None if m else _cell(x) for x, m in zip(picked, mask, strict=True)
+            ]  # fmt: skip
+            return pa.array(cells, pa.binary())
+        return pa.array(picked, mask=mask)
+    values = (
+        pa.array([_cell(x) for x in data], pa.binary()) if spec.dtype == object else pa.array(data)
+    )
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    mask = None if valid.all() else pa.array(~valid)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
+
+
+def _hash_column(pieces: list[Any], counts: list[int]) -> Any:
+    import pyarrow as pa
+
+    cells: list[str | None] = []
+    for arr, rows in zip(pieces, counts, strict=True):
+        if arr is None or (int(arr.shape[0]) if arr.ndim else 1) != rows:
+            cells += [None] * rows
+        elif arr.ndim == 0:
+            cells.append(element_hash(arr))
+        else:
+            cells += [element_hash(arr[i]) for i in range(rows)]
+    return pa.array(cells, pa.string())
+
+
+def _batch(records: Sequence[CollectRecord], config: CollectConfig,
+           arrays: Sequence[list[Any]], counts: list[int], day: str) -> Any:  # fmt: skip
+    import pyarrow as pa
+
+    n = len(records)
+    total = sum(counts)
+    expand = None if total == n else pa.array(np.repeat(np.arange(n), counts))
+
+    def base(values: Any) -> Any:
+        return values if expand is None else values.take(expand)
+
+    if expand is None:
+        batch_index = np.zeros(n, dtype=np.int32)
+    else:
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        batch_index = (np.arange(total) - starts).astype(np.int32)
+    timestamp = pa.timestamp("us", tz="UTC")
+    columns = [
+        base(pa.array([r.request_id for r in records], pa.string())),
+        base(pa.array(np.fromiter((r.timestamp_us for r in records), np.int64, n), timestamp)),
+        base(pa.array(np.fromiter((r.sample_rate for r in records), np.float64, n))),
+        base(pa.array([r.status for r in records], pa.string())),
+        base(pa.array([r.error for r in records], pa.string())),
+        base(pa.array(np.fromiter((r.latency_us for r in records), np.float64, n) / 1000.0)),
+        pa.array(batch_index),
+    ]
+    names = list(BASE_COLUMNS)
+    meta = {}
+    for j, spec in enumerate(config.columns):
+        pieces = [a[j] for a in arrays]
+        column = (
+            _hash_column(pieces, counts) if spec.hashed else _values_column(spec, pieces, counts)
+        )
+        wanted = arrow_type(_type_name(spec), _is_scalar(spec))
+        columns.append(column if column.type == wanted else column.cast(wanted))
+        names.append(spec.column)
+        meta[spec.column] = {"kind": spec.kind, "type": _type_name(spec), "dims": list(spec.dims)}
+    partition = [records[0].model, records[0].version, day]
+    schema = pa.schema(
+        [pa.field(name, col.type) for name, col in zip(names, columns, strict=True)],
+        metadata={METADATA_KEY: json.dumps(meta), _PARTITION_KEY: json.dumps(partition)},
+    )
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def encode(records: Sequence[CollectRecord], config: CollectConfig) -> Encoded:
+    """The spool frame payloads of ``records`` (all collected under ``config``): one
+    Arrow record batch per model version and UTC day. A successful request is one row
+    per batch element; a failed one is one row with empty tensor columns."""
+    import pyarrow as pa
+
+    groups: dict[tuple[str, str, int], tuple[list[CollectRecord], list[list[Any]], list[int]]]
+    groups = {}
+    too_large = 0
+    cap = config.max_record_bytes
+    for record in records:
+        if record.status == OK:
+            rows, size, arrays = _rows_and_size(record, config)
+            if cap and size > cap:
+                too_large += 1
+                continue
+        else:
+            rows, arrays = 1, [None] * len(config.columns)
+        key = (record.model, record.version, record.timestamp_us // _DAY_US)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ([], [], [])
+        group[0].append(record)
+        group[1].append(arrays)
+        group[2].append(rows)
+    payloads = []
+    for (_model, _version, day), (recs, arrays_of, counts) in groups.items():
+        batch = _batch(recs, config, arrays_of, counts, day_of(day * _DAY_US))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        payloads.append(MAGIC + _COUNT.pack(len(recs)) + sink.getvalue().to_pybytes())
+    return Encoded(payloads, too_large)
+
+
+def is_batch(payload: bytes) -> bool:
+    return payload[: len(MAGIC)] == MAGIC
+
+
+def frame_records(payload: bytes) -> int:
+    """How many collected requests a spool frame holds."""
+    return _COUNT.unpack_from(payload, len(MAGIC))[0] if is_batch(payload) else 1
+
+
+def decode_batch(payload: bytes) -> tuple[tuple[str, str, str], Any]:
+    """A frame written by ``encode``: its (model, version, day) and its rows (a Table)."""
+    import pyarrow as pa
+
+    start = len(MAGIC) + _COUNT.size
+    table = pa.ipc.open_stream(pa.py_buffer(payload)[start:]).read_all()
+    model, version, day = json.loads(table.schema.metadata[_PARTITION_KEY])
+    return (model, version, day), table
+
+
+# -- the spool format before Arrow batches: one msgpack map per record ----------------
 
 
 @dataclass(frozen=True, slots=True)
 class SpooledRecord:
-    """A record read back from the spool: metadata, row count and column values."""
+    """A record read back from an older spool: metadata, row count and column values."""
 
     request_id: str
     timestamp_us: int

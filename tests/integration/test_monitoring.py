@@ -80,10 +80,13 @@ def _rows(dest: Path) -> list[dict]:
     return table.to_pylist()
 
 
-def _frames(dest: Path) -> int:
+def _spooled(dest: Path) -> int:
+    """Records in the open spool segments (a frame holds one drained batch of them)."""
+    from serving.monitoring._record import frame_records
     from serving.monitoring._spool import read_frames
 
-    return sum(len(list(read_frames(p))) for p in (dest / "_spool").glob("*.open"))
+    paths = (dest / "_spool").glob("*.open")
+    return sum(frame_records(frame) for p in paths for frame in read_frames(p))
 
 
 @pytest.fixture
@@ -153,9 +156,9 @@ def test_sigkill_under_load_then_restart_rolls_the_spool(
             for rid in acked:
                 assert _infer(client, "full", rid, x, ["u"]) == 200
             deadline = time.monotonic() + 30
-            while _frames(dest) < len(acked) and time.monotonic() < deadline:
+            while _spooled(dest) < len(acked) and time.monotonic() < deadline:
                 time.sleep(0.05)  # waiting for a condition: the writer spooled them
-            assert _frames(dest) == len(acked)
+            assert _spooled(dest) == len(acked)
 
             def load(i: int) -> None:
                 try:

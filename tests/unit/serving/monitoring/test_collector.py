@@ -179,7 +179,7 @@ def test_rolling_a_segment_twice_rewrites_the_same_file(tmp_path: Path) -> None:
     assert config is not None
     rec = CollectRecord("r", time.time_ns() // 1000, "m", "1", 1.0, "ok", None, 5,
                         {"x": np.ones((1, 3), F4)}, {})  # fmt: skip
-    seg.append(encode(rec, config))
+    seg.append(encode([rec], config).payloads[0])
     closed = seg.close()
     copy = closed.read_bytes()
     first = roll_segment(closed, tmp_path)
@@ -214,8 +214,143 @@ def test_spool_cap_drops_the_oldest_segments(tmp_path: Path) -> None:
     for _ in range(2):
         seg = spool.new_segment()
         rec = CollectRecord("r", 0, "m", "1", 1.0, "ok", None, 5, {"x": np.ones((1, 3), F4)}, {})
-        seg.append(encode(rec, config))
+        seg.append(encode([rec], config).payloads[0])
         seg.close()
     c._cap_spool()
     assert c.dropped("spool_cap") == 2
     assert not spool.closed_segments()
+
+
+def _old_frame(rid: str, ts_us: int, x: np.ndarray) -> bytes:
+    """A frame as the spool held it before Arrow batches: one msgpack map per record."""
+    import msgpack
+
+    body = {
+        "c": [["x", "input", "<f4", False, [3]], ["y", "output", "<f4", True, [1]]],
+        "id": rid, "ts": ts_us, "m": "m", "v": "1", "r": 1.0, "s": "ok", "e": None,
+        "l": 1500, "n": x.shape[0], "t": {"x": ["<f4", list(x.shape), x.tobytes()]},
+    }  # fmt: skip
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def test_a_spool_written_before_arrow_batches_still_rolls(tmp_path: Path) -> None:
+    """An upgrade finds the old format's segments (closed, or open and adopted) and rolls
+    them with the same columns as before."""
+    seg = Spool(tmp_path / "_spool").new_segment()
+    x = np.arange(6, dtype=F4).reshape(2, 3)
+    seg.append(_old_frame("old-1", 1_700_000_000_000_000, x))
+    seg.append(_old_frame("old-2", 1_700_000_000_000_001, x[:1]))
+    seg.close()
+    c = _collector(tmp_path)
+    c.start()
+    c.close()
+    rows = _read(tmp_path)
+    assert [(r["request_id"], r["batch_index"], r["x"]) for r in rows] == [
+        ("old-1", 0, [0.0, 1.0, 2.0]), ("old-1", 1, [3.0, 4.0, 5.0]), ("old-2", 0, [0.0, 1.0, 2.0]),
+    ]  # fmt: skip
+    assert rows[0]["y"] is None and rows[0]["latency_ms"] == 1.5
+    assert list(tmp_path.glob("model=m/version=1/date=2023-11-14/part-*.parquet"))
+
+
+def test_inference_records_are_collected_by_reference_and_anonymous_ones_get_random_ids(
+    tmp_path: Path,
+) -> None:
+    from serving.monitoring import CollectObserver, VersionDescription
+    from serving.observers import InferenceRecord
+    from serving.types import InferInput, InferOutput
+
+    desc = VersionDescription({}, INPUTS, OUTPUTS, batching=True)
+    c = _collector(tmp_path)
+    observer = CollectObserver(c, lambda model, version: desc)
+    c.start()
+    x = np.ones((1, 3), F4)
+    user = np.array([[b"u"]], dtype=object)
+    inputs = (InferInput("x", "FP32", (1, 3), x), InferInput("user", "BYTES", (1, 1), user))
+    outputs = (InferOutput("y", "FP32", (1, 1), np.full((1, 1), 3.0, F4)),)
+    for rid in ("", "", "given"):
+        observer.on_inference(InferenceRecord(
+            model="m", version="1", request_id=rid, batch_size=1, total_ns=4_000_000,
+            inputs=inputs, outputs=outputs,
+        ))  # fmt: skip
+    observer.on_inference(InferenceRecord(
+        model="m", version="1", request_id="bad", outcome="invalid_argument", error="no",
+        inputs=inputs,
+    ))  # fmt: skip
+    c.close()
+    rows = _read(tmp_path)
+    assert len(rows) == 4
+    by_id = {r["request_id"]: r for r in rows}
+    assert by_id["given"]["x"] == [1.0, 1.0, 1.0] and by_id["given"]["y"] == 3.0
+    assert by_id["given"]["user"] == b"u" and by_id["given"]["latency_ms"] == 4.0
+    assert by_id["bad"]["status"] == "error" and by_id["bad"]["error"] == "invalid_argument: no"
+    assert by_id["bad"]["x"] is None
+    anonymous = [rid for rid in by_id if rid not in ("given", "bad")]
+    assert len(anonymous) == 2 and all(len(rid) == 32 for rid in anonymous)
+    assert all(int(rid, 16) >= 0 for rid in anonymous)
+
+
+def test_text_in_a_bytes_tensor_is_stored_as_utf8_and_the_writer_carries_on(
+    tmp_path: Path,
+) -> None:
+    """A Python model may answer str objects in a BYTES output: collected as UTF-8 (the
+    writer thread once died on them and collected nothing more)."""
+    c = _collector(tmp_path)
+    c.attach("m", "1", {}, INPUTS, [("label", np.dtype(object), (1,))])
+    c.start()
+    x = np.zeros((2, 3), F4)
+    assert c.observe("m", "1", "text", {"x": x}, {"label": np.array([["cat"], ["dög"]], object)}, 1)
+    c.flush()
+    deadline = time.monotonic() + 10
+    while c.rows_written < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c.observe("m", "1", "after", {"x": x[:1]}, {"label": np.array([[b"b"]], object)}, 1)
+    c.close()
+    rows = _read(tmp_path)
+    assert [(r["request_id"], r["label"]) for r in rows] == [
+        ("after", b"b"), ("text", b"cat"), ("text", "dög".encode()),
+    ]  # fmt: skip
+
+
+def test_one_drain_of_mixed_records_becomes_the_same_rows_as_one_by_one(tmp_path: Path) -> None:
+    """Variable widths, missing tensors, failures, several days and a model without a batch
+    dimension, encoded as batches in one go: the rows each record alone would give."""
+    from serving.monitoring._record import CollectRecord, encode
+
+    inputs = [("v", F4, (-1,)), ("s", np.dtype("<i8"), (1,))]
+    batched = CollectConfig.from_parameters("m", {}, inputs, OUTPUTS)
+    day = 86_400_000_000
+    recs = [
+        CollectRecord("a", 3 * day - 1, "m", "1", 1.0, "ok", None, 1000,
+                      {"v": np.arange(4, dtype=F4).reshape(2, 2), "s": np.array([[7], [8]])},
+                      {"y": np.array([[1.0], [2.0]], F4)}),
+        CollectRecord("b", 3 * day, "m", "1", 1.0, "ok", None, 2000,
+                      {"v": np.arange(5, dtype=F4).reshape(1, 5)}, {}),
+        CollectRecord("c", 3 * day + 1, "m", "1", 1.0, "error", "internal: boom", 3000, {}, {}),
+        CollectRecord("d", 3 * day + 2, "m", "1", 1.0, "ok", None, 4000,
+                      {"s": np.array([[9]])}, {"y": np.array([[5.0]], F4)}),
+    ]  # fmt: skip
+    spool = Spool(tmp_path / "_spool")
+    seg = spool.new_segment()
+    for payload in encode(recs, batched).payloads:
+        seg.append(payload)
+    roll_segment(seg.close(), tmp_path / "together")
+    for rec in recs:
+        seg = spool.new_segment()
+        seg.append(encode([rec], batched).payloads[0])
+        roll_segment(seg.close(), tmp_path / "apart")
+    together, apart = _read(tmp_path / "together"), _read(tmp_path / "apart")
+    assert together == apart
+    assert [(r["request_id"], r["batch_index"], r["v"], r["s"], r["y"]) for r in together] == [
+        ("a", 0, [0.0, 1.0], 7, 1.0), ("a", 1, [2.0, 3.0], 8, 2.0),
+        ("b", 0, [0.0, 1.0, 2.0, 3.0, 4.0], None, None), ("c", 0, None, None, None),
+        ("d", 0, None, 9, 5.0),
+    ]  # fmt: skip
+    assert [str(r["date"]) for r in together] == ["1970-01-03"] * 2 + ["1970-01-04"] * 3
+    # Without a batch dimension a request is one row holding the whole tensor.
+    single = CollectConfig.from_parameters("n", {}, [("v", F4, (2, 2))], [], batching=False)
+    rec = CollectRecord("e", 0, "n", "1", 1.0, "ok", None, 1, {"v": np.ones((2, 2), F4)}, {})
+    seg = spool.new_segment()
+    seg.append(encode([rec], single).payloads[0])
+    roll_segment(seg.close(), tmp_path / "single")
+    (row,) = _read(tmp_path / "single")
+    assert row["v"] == [1.0] * 4 and row["batch_index"] == 0
