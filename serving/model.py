@@ -20,9 +20,9 @@ from serving.backends import RequestInputs
 from serving.datatypes import DataType, by_config_name
 from serving.errors import InvalidArgument, SluiceError, Unavailable
 from serving.metrics import Metrics
-from serving.observers import InferenceRecord, ObserverSet, notify
+from serving.observers import InferenceRecord, ObserverSet, notify, observer_failed
 from serving.scheduler import Scheduler
-from serving.stats import VersionStats
+from serving.stats import RequestTimings, VersionStats
 from serving.types import InferOutput, InferRequest, InferResponse
 
 __all__ = [
@@ -306,19 +306,25 @@ class ModelVersion:
             out_start = time.perf_counter_ns()
             response = self._response(request, names, execution.outputs)
             end = time.perf_counter_ns()
-            record = InferenceRecord(
-                queue_ns=queue_ns,
-                compute_input_ns=prepared - start,
-                compute_infer_ns=execution.compute_infer_ns,
-                compute_output_ns=end - out_start,
-                model=self.name,
-                version=self.version_str,
-                request_id=request.id,
-                batch_size=batch,
-                total_ns=end - start,
-                execution_size=execution.batch_size if execution.first_in_batch else 0,
-                inputs=request.inputs if wants_tensors else None,
-                outputs=response.outputs if wants_tensors else None,
+            execution_size = execution.batch_size if execution.first_in_batch else 0
+            optional = self.observers.observers
+            record = (
+                InferenceRecord(
+                    queue_ns=queue_ns,
+                    compute_input_ns=prepared - start,
+                    compute_infer_ns=execution.compute_infer_ns,
+                    compute_output_ns=end - out_start,
+                    model=self.name,
+                    version=self.version_str,
+                    request_id=request.id,
+                    batch_size=batch,
+                    total_ns=end - start,
+                    execution_size=execution_size,
+                    inputs=request.inputs if wants_tensors else None,
+                    outputs=response.outputs if wants_tensors else None,
+                )
+                if optional
+                else None
             )
         except BaseException as exc:
             outcome, error = (
@@ -345,7 +351,17 @@ class ModelVersion:
                 self._in_flight_gauge.dec()
             if self._inflight == 0:
                 self._idle.set()
-        self._tell(record)
+        if record is not None:
+            self._tell(record)
+        else:  # no optional observer: statistics and metrics need only the timings
+            self._tell_own(
+                batch,
+                end - start,
+                RequestTimings(
+                    queue_ns, prepared - start, execution.compute_infer_ns, end - out_start
+                ),
+                execution_size,
+            )
         return response
 
     def _tell(self, record: InferenceRecord) -> None:
@@ -353,6 +369,27 @@ class ModelVersion:
         optional = self.observers.observers
         if optional:
             notify(optional, record)
+
+    def _tell_own(
+        self, batch: int, total_ns: int, timings: RequestTimings, execution_size: int
+    ) -> None:
+        """What ``notify`` of an ``InferenceRecord`` tells the statistics and the metrics
+        after a success, without the record (no optional observer would see it)."""
+        stats = self.stats
+        try:
+            stats.record_success(batch, total_ns, timings)
+            if execution_size:
+                stats.record_execution(execution_size, timings)
+        except Exception:
+            observer_failed(stats)
+        metrics = self.metrics
+        if metrics is not None:
+            try:
+                metrics.observe_success(self.name, self.version_str, batch, total_ns, timings)
+                if execution_size:
+                    metrics.observe_execution(self.name, self.version_str)
+            except Exception:
+                observer_failed(metrics)
 
     async def retire(self, drain_timeout: float = 30.0) -> None:
         """Stop taking requests, run those in flight without waiting for batches to fill,

@@ -10,8 +10,10 @@ is added with ``ObserverSet.add`` and hears every version, loaded or still to lo
 
 Observers run on the event loop inside the request: they must not block (enqueue and
 return). One that raises is logged once and never fails the request. With no optional
-observer the request path builds one record (it replaced the ``RequestTimings`` the
-path built before) and copies nothing: inputs and outputs stay ``None``.
+observer a successful request builds no record: the version hands the statistics and
+the metrics its ``RequestTimings`` directly (what their ``on_inference`` and
+``on_execution`` would take from a record); failures always build one. Inputs and
+outputs stay ``None`` unless an observer wants tensors.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 from serving.stats import RequestTimings
 from serving.types import InferInput, InferOutput
 
-__all__ = ["OK", "InferenceRecord", "Observer", "ObserverSet", "notify"]
+__all__ = ["OK", "InferenceRecord", "Observer", "ObserverSet", "notify", "observer_failed"]
 
 log = logging.getLogger("sluice.observers")
 
@@ -107,6 +109,11 @@ def notify(observers: tuple[Any, ...], record: InferenceRecord) -> None:
             if record.execution_size:
                 observer.on_execution(record)
         except Exception:
-            if id(observer) not in _failed:
-                _failed.add(id(observer))
-                log.exception("observer %r failed; the request is unaffected", observer)
+            observer_failed(observer)
+
+
+def observer_failed(observer: object) -> None:
+    """In an ``except`` block: log ``observer``'s failure (once per observer)."""
+    if id(observer) not in _failed:
+        _failed.add(id(observer))
+        log.exception("observer %r failed; the request is unaffected", observer)

@@ -149,9 +149,10 @@ class ModelManager:
         if record is None:
             raise NotFound(f"unknown model '{name}'")
         if not version:
-            if not record.serving:
+            highest = record.highest  # worked out when ``serving`` changes, not per request
+            if highest is None:
                 raise Unavailable(f"model '{name}' is not ready: {record.why_not_ready()}")
-            return record.serving[max(record.serving)]
+            return highest
         # Only ASCII digits: int() would also take other scripts' digits, "1_0", "+1" and " 1".
         if not (version.isascii() and version.isdigit()):
             raise InvalidArgument(f"model version {version!r} is not a number")
