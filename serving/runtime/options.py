@@ -2,7 +2,8 @@
 
 Threads: each instance gets ``max(1, cores // instances)`` intra-op threads unless the config
 ``parameters`` give Triton's ``intra_op_thread_count`` / ``inter_op_thread_count``; spinning is
-switched off when several instances share the cores, so idle instances do not burn them.
+switched off when several instances share the cores, so idle instances do not burn them. The
+parameter ``allow_spinning: "true"`` / ``"false"`` forces it either way (intra- and inter-op).
 
 Graph optimization follows Triton's onnxruntime backend for ``optimization.graph.level``:
 
@@ -106,11 +107,12 @@ def derive_settings(config: Any, *, instances: int, cores: int | None = None) ->
     if config_flag(config, "disable_graph_optimization"):
         graph_level = "ORT_DISABLE_ALL"
 
+    spinning = config_flag(config, "allow_spinning")
     return SessionSettings(
         instances=instances,
         intra_op_threads=intra if intra else max(1, cores // max(1, instances)),
         inter_op_threads=inter or 0,
-        allow_spinning=instances <= 1,
+        allow_spinning=instances <= 1 if spinning is None else spinning,
         parallel_execution=mode == 1,
         graph_level=graph_level,
     )
