@@ -3,10 +3,12 @@
 The request path decides sampling (once per request) and appends a tuple holding
 references to the decoded arrays to a bounded queue (a deque: no lock, no wake-up);
 when the queue is full the record is dropped and counted, and the request goes on.
-One writer thread drains the queue every ``POLL_SECS`` (or at once when asked),
-encodes what it drained as Arrow record batches, appends them to the spool, rolls
-closed segments into Parquet, enforces the disk caps and feeds the optional sink and
-listeners.
+One writer thread looks at the queue every ``POLL_SECS`` and drains it once it holds
+``DRAIN_RECORDS`` records or ``DRAIN_SECS`` have passed since the last drain (or at
+once when asked): fewer, larger batches cost less per record and wake the writer (and
+make it take the GIL) less often. It encodes what it drained as Arrow record batches,
+appends them to the spool, rolls closed segments into Parquet, enforces the disk caps
+and feeds the optional sink and the listeners that want the model version.
 
 A crash loses at most what is still in the queue; what reached the spool is
 rolled by the next process that starts on the same destination.
@@ -40,9 +42,12 @@ log = logging.getLogger("sluice.collect")
 DROP_REASONS = ("queue_full", "too_large", "spool_cap", "output_cap", "write_failed", "sink_failed")
 SPOOL_DIR = "_spool"  # underscore: pyarrow, pandas, polars and DuckDB skip it when reading
 
-POLL_SECS = 0.05  # how often the writer drains the queue: fewer, larger batches
+POLL_SECS = 0.05  # how often the writer looks at the queue
+DRAIN_RECORDS = 1024  # ... and drains it once it holds this many records
+DRAIN_SECS = 0.25  # ... or this long after the last drain
 
 Listener = Callable[[CollectRecord, CollectConfig], None]
+Wants = Callable[[str, str], bool]
 # What the request path enqueues: config, model, version, request id ("" for none),
 # timestamp (us), error (None when answered), latency (ns), inputs, outputs. Inputs
 # and outputs are a mapping of name to array or a sequence of tensors (.name, .data).
@@ -88,8 +93,10 @@ class Collector:
         self.spool = Spool(spool_dir)
         self._queue: deque[Pending] = deque()
         self._queue_size = options.queue_size
+        self._drain_records = max(1, min(DRAIN_RECORDS, options.queue_size // 4))
         self._configs: dict[tuple[str, str], CollectConfig] = {}
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, Wants | None]] = []
+        self._listening: dict[tuple[str, str], list[Listener]] = {}  # writer thread only
         self._sink = sink
         self._on_dropping = on_dropping
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -145,10 +152,27 @@ class Collector:
 
     def detach(self, model: str, version: str) -> None:
         self._configs.pop((model, version), None)
+        self._listening.pop((model, version), None)
 
-    def add_listener(self, listener: Listener) -> None:
-        """Called from the writer thread with each record written to the spool."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener, wants: Wants | None = None) -> None:
+        """Called from the writer thread with each record written to the spool;
+        ``wants(model, version)``, asked once per version from the writer thread, says
+        whether the listener needs that version's records (default: every version)."""
+        self._listeners.append((listener, wants))
+        self._listening.clear()
+
+    def _listeners_for(self, model: str, version: str) -> list[Listener]:
+        found = self._listening.get((model, version))
+        if found is None:
+            found = []
+            for listener, wants in self._listeners:
+                try:
+                    if wants is None or wants(model, version):
+                        found.append(listener)
+                except Exception:
+                    log.exception("collection listener failed")
+            self._listening[(model, version)] = found
+        return found
 
     # -- the request path ----------------------------------------------------------
 
@@ -254,15 +278,26 @@ class Collector:
         return taken
 
     def _run(self) -> None:
+        drained = time.monotonic()
         while True:
             segment = self._segment
             wait = POLL_SECS
             if segment is not None:
                 age = time.monotonic() - segment.created
                 wait = min(wait, max(0.001, self.options.roll_secs - age))
-            self._wake.wait(wait)
+            woken = self._wake.wait(wait)
             self._wake.clear()
             stop = self._stop.is_set()
+            now = time.monotonic()
+            segment = self._segment
+            if not (
+                woken or stop
+                or len(self._queue) >= self._drain_records
+                or now - drained >= DRAIN_SECS
+                or (segment is not None and now - segment.created >= self.options.roll_secs)
+            ):  # fmt: skip
+                continue
+            drained = now
             while True:
                 taken = self._take()
                 try:
@@ -288,7 +323,9 @@ class Collector:
         self, taken: list[Pending]
     ) -> dict[int, tuple[CollectConfig, list[CollectRecord]]]:
         """The drained tuples as records, grouped by the config they were sampled under;
-        a request without an id gets a random one (one urandom call for the batch)."""
+        a request without an id gets a random one (one urandom call for the batch). The
+        records hold the request's tensors as it handed them (``encode`` reads both
+        forms); ``_write`` gives the sink and listeners mappings."""
         missing = sum(1 for p in taken if not p[3])
         ids = os.urandom(16 * missing).hex() if missing else ""
         at = 0
@@ -299,7 +336,7 @@ class Collector:
                 at += 32
             record = CollectRecord(
                 rid, ts, model, version, config.sample_rate, OK if error is None else ERROR,
-                error, latency_ns // 1000, _mapping(inputs), _mapping(outputs),
+                error, latency_ns // 1000, inputs, outputs,
             )  # fmt: skip
             group = groups.get(id(config))
             if group is None:
@@ -327,14 +364,20 @@ class Collector:
                 except OSError as exc:
                     self._drop("write_failed", frame_records(payload))
                     log.error("appending to the collection spool failed: %s", exc)
+            listeners = self._listeners_for(records[0].model, records[0].version)
+            if self._sink is None and not listeners:
+                continue
             for record in records:
+                record = record._replace(
+                    inputs=_mapping(record.inputs), outputs=_mapping(record.outputs)
+                )
                 if self._sink is not None:
                     try:
                         self._sink.send(record, config)
                     except Exception as exc:
                         self._drop("sink_failed")
                         log.debug("collection sink failed: %s", exc)
-                for listener in self._listeners:
+                for listener in listeners:
                     try:
                         listener(record, config)
                     except Exception:

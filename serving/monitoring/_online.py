@@ -116,6 +116,11 @@ class OnlineDrift:
                 self._windows[key] = None if profile is None else _Window(profile, self.window)
         return self._windows[key]
 
+    def wants(self, model: str, version: str) -> bool:
+        """Whether that version has a baseline profile (the collector then hands its
+        records to ``observe``; the profile is read once, here)."""
+        return self._window_for(model, version) is not None
+
     def observe(self, record: CollectRecord, config: CollectConfig) -> None:
         """A collector listener: keep the record's input features (successful requests)."""
         if record.status != OK:

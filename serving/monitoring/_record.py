@@ -42,6 +42,7 @@ __all__ = [
     "encode",
     "frame_records",
     "is_batch",
+    "tensor_of",
 ]
 
 OK = "ok"
@@ -71,8 +72,39 @@ class CollectRecord(NamedTuple):
     status: str  # "ok" | "error"
     error: str | None
     latency_us: int
-    inputs: Mapping[str, np.ndarray]  # tensor name -> array as decoded (batch dim first)
+    # tensor name -> array as decoded (batch dim first); what the sink and listeners
+    # get. Inside the writer, before them, the request's tensors (``tensor_of``).
+    inputs: Mapping[str, np.ndarray]
     outputs: Mapping[str, np.ndarray]
+
+
+def tensor_of(tensors: Any, name: str) -> Any:
+    """The array named ``name`` in a mapping (name -> array) or in a sequence of
+    tensors (``.name``, ``.data``: what the request path hands over); None if absent."""
+    if type(tensors) is tuple or type(tensors) is list:
+        for t in tensors:
+            if t.name == name:
+                return t.data
+        return None
+    if tensors is None:
+        return None
+    return tensors.get(name)
+
+
+def _column_pieces(sources: list[Any], name: str) -> list[Any]:
+    """``tensor_of(s, name)`` for each of ``sources``; when they are sequences of
+    tensors holding ``name`` at one position (the usual case), by that position."""
+    first = sources[0]
+    if type(first) is tuple:
+        at = next((i for i, t in enumerate(first) if t.name == name), -1)
+        if at >= 0:
+            try:
+                found = [s[at] for s in sources]
+            except (IndexError, TypeError, KeyError):
+                found = None
+            if found is not None and all(t.name == name for t in found):
+                return [t.data for t in found]
+    return [tensor_of(s, name) for s in sources]
 
 
 def element_hash(row: Any) -> str:
@@ -139,7 +171,7 @@ def _rows_and_size(record: CollectRecord, config: CollectConfig) -> tuple[int, i
     size = 0
     cap = config.max_record_bytes
     for spec in config.columns:
-        arr = (record.inputs if spec.kind == "input" else record.outputs).get(spec.tensor)
+        arr = tensor_of(record.inputs if spec.kind == "input" else record.outputs, spec.tensor)
         if arr is not None:
             if type(arr) is not np.ndarray:
                 arr = np.asarray(arr)
@@ -158,22 +190,62 @@ def _rows_and_size(record: CollectRecord, config: CollectConfig) -> tuple[int, i
     return rows or 1, size, arrays
 
 
-def _values_column(spec: ColumnSpec, pieces: list[Any], counts: list[int]) -> Any:
+def _uniform(
+    records: Sequence[CollectRecord], config: CollectConfig
+) -> tuple[list[list[Any]], list[int]] | None:
+    """What ``_rows_and_size`` finds record by record, at one go for the common case:
+    no size cap, every request answered, and each column an ndarray of one shape and
+    dtype in every record. Returns each column's arrays and the rows per record (the
+    same for every record); None when the records are not like that."""
+    if config.max_record_bytes or any(r.status != OK for r in records):
+        return None
+    columns: list[list[Any]] = []
+    rows = 0
+    for spec in config.columns:
+        if spec.kind == "input":
+            pieces = _column_pieces([r.inputs for r in records], spec.tensor)
+        else:
+            pieces = _column_pieces([r.outputs for r in records], spec.tensor)
+        if any(type(a) is not np.ndarray for a in pieces):
+            return None
+        shapes = {a.shape for a in pieces}
+        if len(shapes) != 1 or len({a.dtype for a in pieces}) != 1:
+            return None
+        (shape,) = shapes
+        if not config.batching:
+            pieces = [a.reshape((1, *shape)) for a in pieces]
+            shape = (1, *shape)
+        lead = int(shape[0]) if shape else 1
+        rows = lead if lead > rows else rows
+        columns.append(pieces)
+    return columns, [rows or 1] * len(records)
+
+
+def _values_column(
+    spec: ColumnSpec, pieces: list[Any], counts: list[int], uniform: bool = False
+) -> Any:
     """The Arrow column of a tensor: each record's array split into its rows (a scalar
-    per row, or a list of the row's flattened values), nulls where a record has none."""
+    per row, or a list of the row's flattened values), nulls where a record has none.
+    ``uniform``: every piece is an ndarray of one shape and dtype (``_uniform``)."""
     import pyarrow as pa
 
     flat: list[Any] = []
-    widths: list[int] = []  # values per row of each record; -1: its rows are null
-    for arr, rows in zip(pieces, counts, strict=True):
-        if arr is None or arr.size % rows:
-            widths.append(-1)
-        else:
-            flat.append(arr.reshape(-1))
-            widths.append(arr.size // rows)
-    per_row = np.repeat(np.asarray(widths, dtype=np.int64), counts)
-    valid = per_row >= 0
-    lengths = np.where(valid, per_row, 0)
+    if uniform and pieces[0].size % counts[0] == 0:
+        width = pieces[0].size // counts[0]
+        flat = [np.concatenate(pieces, axis=None)]
+        lengths = np.full(sum(counts), width, dtype=np.int64)
+        valid = np.ones(len(lengths), dtype=bool)
+    else:
+        widths: list[int] = []  # values per row of each record; -1: its rows are null
+        for arr, rows in zip(pieces, counts, strict=True):
+            if arr is None or arr.size % rows:
+                widths.append(-1)
+            else:
+                flat.append(arr.reshape(-1))
+                widths.append(arr.size // rows)
+        per_row = np.repeat(np.asarray(widths, dtype=np.int64), counts)
+        valid = per_row >= 0
+        lengths = np.where(valid, per_row, 0)
     if spec.dtype == object:
         data: Any = np.empty(0, object) if not flat else np.concatenate(flat)
     else:
@@ -220,7 +292,10 @@ def _hash_column(pieces: list[Any], counts: list[int]) -> Any:
 
 
 def _batch(records: Sequence[CollectRecord], config: CollectConfig,
-           arrays: Sequence[list[Any]], counts: list[int], day: str) -> Any:  # fmt: skip
+           arrays: Sequence[list[Any]] | None, counts: list[int], day: str,
+           columns_of: list[list[Any]] | None = None) -> Any:  # fmt: skip
+    """One record batch; the tensors either per record (``arrays``: one list per
+    record, one array per column) or per column (``columns_of``, from ``_uniform``)."""
     import pyarrow as pa
 
     n = len(records)
@@ -248,9 +323,15 @@ def _batch(records: Sequence[CollectRecord], config: CollectConfig,
     names = list(BASE_COLUMNS)
     meta = {}
     for j, spec in enumerate(config.columns):
-        pieces = [a[j] for a in arrays]
+        if columns_of is not None:
+            pieces = columns_of[j]
+        else:
+            assert arrays is not None
+            pieces = [a[j] for a in arrays]
         column = (
-            _hash_column(pieces, counts) if spec.hashed else _values_column(spec, pieces, counts)
+            _hash_column(pieces, counts)
+            if spec.hashed
+            else _values_column(spec, pieces, counts, uniform=columns_of is not None)
         )
         wanted = arrow_type(_type_name(spec), _is_scalar(spec))
         columns.append(column if column.type == wanted else column.cast(wanted))
@@ -267,10 +348,17 @@ def _batch(records: Sequence[CollectRecord], config: CollectConfig,
 def encode(records: Sequence[CollectRecord], config: CollectConfig) -> Encoded:
     """The spool frame payloads of ``records`` (all collected under ``config``): one
     Arrow record batch per model version and UTC day. A successful request is one row
-    per batch element; a failed one is one row with empty tensor columns."""
-    import pyarrow as pa
-
+    per batch element; a failed one is one row with empty tensor columns. A record's
+    inputs and outputs may be mappings or sequences of tensors (``tensor_of``)."""
     groups: dict[tuple[str, str, int], tuple[list[CollectRecord], list[list[Any]], list[int]]]
+    if records:
+        day = records[0].timestamp_us // _DAY_US
+        if all(r.timestamp_us // _DAY_US == day for r in records):
+            found = _uniform(records, config)
+            if found is not None:
+                columns_of, counts = found
+                batch = _batch(records, config, None, counts, day_of(day * _DAY_US), columns_of)
+                return Encoded([_payload(batch, len(records))], 0)
     groups = {}
     too_large = 0
     cap = config.max_record_bytes
@@ -292,11 +380,18 @@ def encode(records: Sequence[CollectRecord], config: CollectConfig) -> Encoded:
     payloads = []
     for (_model, _version, day), (recs, arrays_of, counts) in groups.items():
         batch = _batch(recs, config, arrays_of, counts, day_of(day * _DAY_US))
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        payloads.append(MAGIC + _COUNT.pack(len(recs)) + sink.getvalue().to_pybytes())
+        payloads.append(_payload(batch, len(recs)))
     return Encoded(payloads, too_large)
+
+
+def _payload(batch: Any, records: int) -> bytes:
+    """A spool frame payload: MAGIC, the number of records and the batch's IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return MAGIC + _COUNT.pack(records) + sink.getvalue().to_pybytes()
 
 
 def is_batch(payload: bytes) -> bool:

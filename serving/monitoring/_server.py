@@ -86,7 +86,7 @@ class Monitoring:
                 registry=metrics.registry,
                 publish=None if events is None else events.publish,
             )
-            collector.add_listener(monitoring.drift.observe)
+            collector.add_listener(monitoring.drift.observe, monitoring.drift.wants)
         return monitoring
 
     def start(self, core: Any) -> None:

@@ -354,3 +354,110 @@ def test_one_drain_of_mixed_records_becomes_the_same_rows_as_one_by_one(tmp_path
     roll_segment(seg.close(), tmp_path / "single")
     (row,) = _read(tmp_path / "single")
     assert row["v"] == [1.0] * 4 and row["batch_index"] == 0
+
+
+def test_a_drain_of_request_tensors_gives_the_rows_mappings_give(tmp_path: Path) -> None:
+    """The writer encodes the request's tensors as handed over (InferInput tuples), all
+    records of a drain at once when they agree in shape: the same rows as the
+    record-by-record path over mappings (forced here by a byte cap no record reaches)."""
+    from serving.monitoring._record import CollectRecord, encode
+    from serving.types import InferInput, InferOutput
+
+    params = {"sluice.collect.hash": "user"}
+    inputs = [("x", F4, (3,)), ("user", np.dtype(object), (1,)), ("t", np.dtype(object), (1,))]
+    uniform = CollectConfig.from_parameters("m", params, inputs, OUTPUTS)
+    capped = CollectConfig.from_parameters(
+        "m", {**params, "sluice.collect.max_record_bytes": "1000000"}, inputs, OUTPUTS
+    )
+    tensors, mappings = [], []
+    for i in range(5):
+        x = np.arange(6, dtype=F4).reshape(2, 3) + i
+        user = np.array([[f"u{i}".encode()], [b"v"]], dtype=object)
+        t = np.array([[f"t{i}".encode()], [b"w"]], dtype=object)
+        y = x.sum(axis=1, keepdims=True)
+        ins = (InferInput("user", "BYTES", (2, 1), user), InferInput("x", "FP32", (2, 3), x),
+               InferInput("t", "BYTES", (2, 1), t))  # fmt: skip
+        outs = (InferOutput("y", "FP32", (2, 1), y),)
+        tensors.append(CollectRecord(f"r{i}", 10 + i, "m", "1", 1.0, "ok", None, 5, ins, outs))
+        mappings.append(CollectRecord(f"r{i}", 10 + i, "m", "1", 1.0, "ok", None, 5,
+                                      {"x": x, "user": user, "t": t}, {"y": y}))  # fmt: skip
+    spool = Spool(tmp_path / "_spool")
+    for name, records, config in (("fast", tensors, uniform), ("slow", mappings, capped)):
+        encoded = encode(records, config)
+        assert len(encoded.payloads) == 1 and encoded.too_large == 0
+        seg = spool.new_segment()
+        seg.append(encoded.payloads[0])
+        roll_segment(seg.close(), tmp_path / name)
+    fast, slow = _read(tmp_path / "fast"), _read(tmp_path / "slow")
+    assert fast == slow and len(fast) == 10
+    assert fast[2]["x"] == [1.0, 2.0, 3.0] and fast[2]["y"] == 6.0 and fast[2]["t"] == b"t1"
+    assert fast[2]["user"] == hashlib.sha256(b"u1").hexdigest()
+    # Without a batch dimension, and with one record unlike the rest (the per-record path).
+    single = CollectConfig.from_parameters("n", {}, [("v", F4, (2, 2))], [], batching=False)
+    odd = [
+        CollectRecord(rid, 0, "n", "1", 1.0, "ok", None, 1,
+                      (InferInput("v", "FP32", shape, np.ones(shape, F4)),), ())
+        for rid, shape in (("a", (2, 2)), ("b", (2, 2)), ("c", (4,)))
+    ]  # fmt: skip
+    for name, records in (("single", odd[:2]), ("odd", odd)):
+        seg = spool.new_segment()
+        seg.append(encode(records, single).payloads[0])
+        roll_segment(seg.close(), tmp_path / name)
+    assert [(r["request_id"], r["v"]) for r in _read(tmp_path / "single")] == [
+        ("a", [1.0] * 4), ("b", [1.0] * 4),
+    ]  # fmt: skip
+    assert [(r["request_id"], r["v"]) for r in _read(tmp_path / "odd")] == [
+        ("a", [1.0] * 4), ("b", [1.0] * 4), ("c", [1.0] * 4),
+    ]  # fmt: skip
+
+
+def test_listeners_hear_only_the_versions_they_want_as_mappings(tmp_path: Path) -> None:
+    from serving.observers import InferenceRecord
+    from serving.types import InferInput
+
+    c = _collector(tmp_path)
+    for version in ("1", "2"):
+        c.attach("m", version, {}, [("x", F4, (3,))], [])
+    asked: list[tuple[str, str]] = []
+    heard: list[tuple[str, object]] = []
+
+    def wants(model: str, version: str) -> bool:
+        asked.append((model, version))
+        return version == "1"
+
+    c.add_listener(lambda record, config: heard.append((record.version, record.inputs)), wants)
+    c.start()
+    x = np.ones((1, 3), F4)
+    for version in ("1", "2", "1", "2"):
+        assert c.observe_inference(InferenceRecord(
+            model="m", version=version, request_id="r", batch_size=1, total_ns=1,
+            inputs=(InferInput("x", "FP32", (1, 3), x),), outputs=(),
+        ))  # fmt: skip
+    c.close()
+    assert sorted(asked) == [("m", "1"), ("m", "2")]  # once per version
+    assert [v for v, _ in heard] == ["1", "1"]
+    assert all(isinstance(inputs, dict) and inputs["x"] is x for _, inputs in heard)
+    assert len(_read(tmp_path)) == 4
+
+
+def test_a_short_queue_waits_for_more_records_and_a_full_one_is_drained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer drains once a quarter of the queue (here 2 of 8) is waiting, or
+    DRAIN_SECS after its last drain (here never), not at every look."""
+    import serving.monitoring._collector as module
+
+    monkeypatch.setattr(module, "DRAIN_SECS", 3600.0)
+    c = _collector(tmp_path, queue_size=8)
+    c.attach("m", "1", {}, INPUTS, OUTPUTS)
+    c.start()
+    _observe(c, "a")
+    time.sleep(0.5)  # ten looks at the queue
+    assert len(c._queue) == 1 and c._segment is None
+    _observe(c, "b")
+    deadline = time.monotonic() + 10
+    while c._segment is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert c._segment is not None and not c._queue
+    c.close()
+    assert {r["request_id"] for r in _read(tmp_path)} == {"a", "b"}

@@ -129,3 +129,10 @@ def test_a_baseline_lacking_a_feature_is_named_and_the_rest_compared(
         d.feed(rng.normal(size=(WINDOW, 3)))
     assert "the baseline profile lacks feature 'x[2]'" in caplog.text
     assert d.score("x[0]", "psi") is not None and d.score("x[2]", "psi") is None
+
+
+def test_only_versions_with_a_baseline_are_wanted(tmp_path: Path, rng: Any) -> None:
+    """The collector asks once per version and hands records only to those it wants."""
+    d = Drift(tmp_path, rng.normal(size=(500, 3)))
+    assert d.drift.wants("m", "1") and not d.drift.wants("m", "2")
+    assert d.drift._windows[("m", "2")] is None
