@@ -15,11 +15,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from edge_agent._durable import transaction
 
 __all__ = ["DROP_REASONS", "Outbox", "OutboxMessage"]
 
@@ -74,16 +76,8 @@ class Outbox:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db, self._lock)
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT n FROM seq").fetchone()

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from edge_agent._chunk import PATH, Chunk, ChunkError, decode_chunk
+from edge_agent._durable import fsync_dir
 from edge_agent._topics import DEVICE_ID, Topics
 
 __all__ = ["CollectReceiver", "Incomplete", "Received", "receive_collected"]
@@ -64,14 +65,6 @@ class Incomplete:
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, parts: list[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -81,7 +74,7 @@ def _write_durably(path: Path, parts: list[bytes]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class CollectReceiver:

@@ -19,16 +19,16 @@ within the cap.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from edge_agent._chunk import PATH, encode_chunk, split
+from edge_agent._durable import fsync_dir, transaction
 from edge_agent._outbox import OutboxMessage
 from edge_agent._topics import Topics
 
@@ -47,14 +47,6 @@ def _rows(path: Path) -> int:
     import pyarrow.parquet as pq  # the serving core that wrote it brought pyarrow
 
     return int(pq.read_metadata(path).num_rows)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CollectShipper:
@@ -104,17 +96,8 @@ class CollectShipper:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """All or nothing: the connection is in autocommit mode, so BEGIN explicitly."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db, self._lock)
 
     # -- taking files in ---------------------------------------------------------
 
@@ -179,7 +162,7 @@ class CollectShipper:
                     (reason, lost_rows, lost_rows),
                 )
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         for lost, lost_rows, reason in dropped:
             log.warning("collected file %s (%d rows) dropped: %s", lost, lost_rows, reason)
             if self._on_dropped is not None:
