@@ -72,8 +72,8 @@ class CollectRecord(NamedTuple):
     status: str  # "ok" | "error"
     error: str | None
     latency_us: int
-    # tensor name -> array as decoded (batch dim first); what the sink and listeners
-    # get. Inside the writer, before them, the request's tensors (``tensor_of``).
+    # tensor name -> array as decoded (batch dim first); ``encode`` also takes a
+    # sequence of tensors (``tensor_of``)
     inputs: Mapping[str, np.ndarray]
     outputs: Mapping[str, np.ndarray]
 
@@ -95,6 +95,8 @@ def _column_pieces(sources: list[Any], name: str) -> list[Any]:
     """``tensor_of(s, name)`` for each of ``sources``; when they are sequences of
     tensors holding ``name`` at one position (the usual case), by that position."""
     first = sources[0]
+    if type(first) is dict and all(type(s) is dict for s in sources):
+        return [s.get(name) for s in sources]
     if type(first) is tuple:
         at = next((i for i, t in enumerate(first) if t.name == name), -1)
         if at >= 0:
