@@ -226,11 +226,19 @@ class InferenceCore:
         for there are written there too, and named in ``InferResponse.placed`` (the front
         end then sends their parameters without data). ``headers``: the HTTP headers or
         gRPC metadata (lower-case names), which a sticky traffic split may route on."""
+        router = self.router
+        if not router.has_policies and not request.shared_memory_inputs:
+            # The common request: no split to route or shadow by, nothing in shared memory
+            # to read, and (unless some output asks for it) nothing to place there.
+            mv = router.route(request)
+            if not any(out.parameters for out in request.outputs):
+                return await mv.infer(request)
+            return await self._run(mv, request)
         if request.shared_memory_inputs:
             request = self._read_shared_inputs(request)
-        if headers and self.router.has_policies:
+        if headers and router.has_policies:
             request = dataclasses.replace(request, headers=headers)
-        return await self._run(self.router.route(request), request)
+        return await self._run(router.route(request), request)
 
     async def infer_raw(
         self,

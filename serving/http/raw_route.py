@@ -90,17 +90,19 @@ class RawRoutes:
         answer: Coroutine[Any, Any, tuple[int, bytes, Headers]],
     ) -> None:
         try:
-            status, body, headers = await answer
-        except Exception as exc:
-            log.error("unexpected error on %s", cycle.scope["path"], exc_info=exc)
-            body = response_codec.encode_error(f"internal error: {type(exc).__name__}: {exc}")
-            await _write(cycle, 500, body, [_JSON, (b"content-length", b"%d" % len(body))])
-        except BaseException:  # cancelled: nothing more will be written
-            if not cycle.response_complete:
-                cycle.transport.close()
-            raise
-        else:
-            await _write(cycle, status, body, headers)
+            try:
+                status, body, headers = await answer
+            except Exception as exc:
+                log.error("unexpected error on %s", cycle.scope["path"], exc_info=exc)
+                body = response_codec.encode_error(f"internal error: {type(exc).__name__}: {exc}")
+                status, headers = 500, [_JSON, (b"content-length", b"%d" % len(body))]
+            except BaseException:  # cancelled: nothing more will be written
+                if not cycle.response_complete:
+                    cycle.transport.close()
+                raise
+            if cycle.flow.write_paused and not cycle.disconnected:
+                await cycle.flow.drain()
+            _write(cycle, status, body, headers)
         finally:
             cycle.on_response = _nothing
 
@@ -140,10 +142,9 @@ def _nothing() -> None:
     """The cycle's ``on_response`` once answered (uvicorn calls it when the response ends)."""
 
 
-async def _write(cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers) -> None:
-    """The whole response in one write, with the cycle's state as uvicorn's ``send`` leaves it."""
-    if cycle.flow.write_paused and not cycle.disconnected:
-        await cycle.flow.drain()
+def _write(cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers) -> None:
+    """The whole response in one write, with the cycle's state as uvicorn's ``send`` leaves
+    it (the caller has waited for a paused transport to drain)."""
     if cycle.disconnected or cycle.response_complete:
         return  # gone, or refused by the protocol (which answered in our place)
     cycle.response_started = True
